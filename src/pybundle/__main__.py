@@ -1,0 +1,5 @@
+"""``python -m pybundle``: the same as the ``pybundle`` console script."""
+
+from pybundle.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""Writing a ``.pybundle`` file: manifest, detached signature, archives, in one zip.
+
+Members, in this order (the installer relies on the first two coming first):
+
+1. ``pybundle.json`` - the manifest (:mod:`pybundle.manifest`), schema-validated before writing;
+2. ``pybundle.json.minisig`` - minisign signature (prehashed ``ED``) over the manifest's exact
+   bytes, whose trusted comment carries the bundle id, serial and created time (absent in an
+   unsigned bundle, which the installer refuses);
+3. ``archives/<file name>`` - each archive byte for byte, STORED (no compression), ZIP64 when
+   needed, so the upstream sha256 stays checkable offline.
+
+The zip is written to a temporary file beside the output and renamed into place; an existing
+output is kept unless ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from pybundle.errors import AlreadyExistsError, StorageError
+from pybundle.hashing import CHUNK_SIZE, check_digest
+from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.signing import SecretKey, sign
+
+ZIP64_THRESHOLD = 0x7FFFFFFF
+
+
+def trusted_comment_for(manifest: Manifest) -> str:
+    """The signature's trusted comment: binds bundle id, serial and created time.
+
+    Format: ``pybundle bundle_id=<uuid> serial=<n> created=<RFC 3339>``.
+    """
+    doc = manifest.to_json()
+    return f"pybundle bundle_id={doc['bundle_id']} serial={doc['serial']} created={doc['created']}"
+
+
+def _zipinfo(name: str, when: datetime) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def write_bundle(
+    output: Path,
+    items: Sequence[tuple[Artifact, Path]],
+    *,
+    secret_key: SecretKey | None,
+    force: bool = False,
+    serial: int | None = None,
+    expires: datetime | None = None,
+) -> Manifest:
+    """Write the bundle to ``output`` and return its manifest.
+
+    ``items`` pairs each artifact with the local archive file holding its bytes; every archive
+    is re-hashed while it is copied, so a file changed since it was verified is caught.
+    Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
+    """
+    output = output.absolute()
+    if output.exists() and not force:
+        raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
+    manifest = Manifest.new([a for a, _ in items], serial=serial, expires=expires)
+    manifest_bytes = manifest.to_bytes()
+    signature = (
+        sign(manifest_bytes, secret_key, trusted_comment_for(manifest))
+        if secret_key is not None
+        else None
+    )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    except OSError as exc:
+        raise StorageError(f"{output}: cannot create the bundle: {exc}") from exc
+    tmp = Path(tmp_name)
+    try:
+        with (
+            os.fdopen(fd, "w+b") as raw,
+            zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf,
+        ):
+            zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
+            if signature is not None:
+                zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
+            for artifact, path in items:
+                _add_archive(zf, artifact, path, manifest.created)
+            zf.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{output}: cannot write the bundle: {exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def _add_archive(zf: zipfile.ZipFile, artifact: Artifact, path: Path, when: datetime) -> None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    info = _zipinfo(artifact.member, when)
+    info.file_size = artifact.size
+    with (
+        open(path, "rb") as src,
+        zf.open(info, "w", force_zip64=artifact.size > ZIP64_THRESHOLD) as dst,
+    ):
+        while chunk := src.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+            dst.write(chunk)
+    check_digest(str(path), (digest.hexdigest(), size), artifact.sha256, artifact.size)

@@ -1,0 +1,257 @@
+"""Packing an existing local installation (e.g. a pyenv version) as a PBS install_only archive.
+
+The archive has python-build-standalone's install_only layout (PBS docs/distributions.rst):
+every member lives under a top directory ``python/``, which the installer strips. The
+interpreter is run once (``-I``, isolated mode) to learn its version, platform and the
+prefix it was configured with (the *build prefix*, which relocation later rewrites).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, cast
+
+import zstandard
+
+from pybundle.errors import PybundleError, StorageError, UsageError
+from pybundle.hashing import CHUNK_SIZE
+from pybundle.manifest import Artifact
+from pybundle.targets import Target
+from pybundle.versions import PythonVersion
+
+LOCAL_BUILD = "local"
+"""The ``build`` recorded for archives packed from a local prefix."""
+
+_PROBE = r"""
+import json, platform, sys, sysconfig
+v = sys.version_info
+libc = platform.libc_ver()[0] if sys.platform.startswith("linux") else ""
+print(json.dumps({
+    "implementation": sys.implementation.name,
+    "version": [v.major, v.minor, v.micro, v.releaselevel, v.serial],
+    "platform": sys.platform,
+    "machine": platform.machine(),
+    "libc": libc,
+    "prefix": sysconfig.get_config_var("prefix"),
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "debug": bool(sysconfig.get_config_var("Py_DEBUG")),
+    "stdlib": sysconfig.get_path("stdlib"),
+}))
+"""
+
+_MACHINES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
+_RELEASE_LEVELS = {"alpha": "a", "beta": "b", "candidate": "rc"}
+
+
+@dataclass(frozen=True)
+class PrefixInfo:
+    """What the interpreter under a prefix says about itself."""
+
+    prefix: Path
+    implementation: str
+    version: PythonVersion
+    target: Target
+    variant: str
+    build_prefix: str
+    stdlib_rel: str
+    """The stdlib directory relative to the prefix, e.g. ``lib/python3.12``."""
+
+
+def find_interpreter(prefix: Path) -> Path:
+    """The interpreter executable under ``prefix`` (``bin/python3``); UsageError if absent."""
+    for name in ("bin/python3", "bin/python", "python.exe"):
+        candidate = prefix / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise UsageError(f"{prefix}: no Python interpreter found (looked for bin/python3)")
+
+
+def probe_prefix(prefix: Path) -> PrefixInfo:
+    """Run the interpreter under ``prefix`` and describe it.
+
+    Raises UsageError when ``prefix`` holds no runnable interpreter.
+    """
+    prefix = prefix.resolve()
+    exe = find_interpreter(prefix)
+    try:
+        out = subprocess.run(
+            [str(exe), "-I", "-c", _PROBE], check=True, capture_output=True, timeout=60
+        ).stdout
+        data = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise UsageError(f"{exe}: cannot run the interpreter to describe it: {exc}") from exc
+    major, minor, micro, level, serial = data["version"]
+    pre = "" if level == "final" else f"{_RELEASE_LEVELS.get(level, level)}{serial}"
+    if data["platform"].startswith("linux"):
+        os_name = "linux"
+        libc = "musl" if "musl" in (data["libc"] or "").lower() else "gnu"
+    elif data["platform"] == "darwin":
+        os_name, libc = "darwin", "none"
+    elif data["platform"] == "win32":
+        os_name, libc = "windows", "none"
+    else:
+        raise UsageError(f"{prefix}: unsupported platform {data['platform']!r}")
+    machine = _MACHINES.get(data["machine"].lower(), data["machine"].lower())
+    variant = (
+        "+".join(
+            name
+            for name, flag in (("freethreaded", data["gil_disabled"]), ("debug", data["debug"]))
+            if flag
+        )
+        or "default"
+    )
+    stdlib = Path(data["stdlib"]).resolve()
+    try:
+        stdlib_rel = stdlib.relative_to(prefix).as_posix()
+    except ValueError as exc:
+        raise UsageError(
+            f"{prefix}: its standard library {stdlib} lies outside the prefix"
+        ) from exc
+    return PrefixInfo(
+        prefix=prefix,
+        implementation=data["implementation"],
+        version=PythonVersion(major, minor, micro, pre),
+        target=Target(os=os_name, arch=machine, libc=libc),
+        variant=variant,
+        build_prefix=data["prefix"] or str(prefix),
+        stdlib_rel=stdlib_rel,
+    )
+
+
+class _CountingHashWriter(io.RawIOBase):
+    """A write-only stream that hashes and counts what passes to ``sink``."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        import hashlib
+
+        self._sink = sink
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._sink.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def archive_file_name(info: PrefixInfo, archive_format: str) -> str:
+    """PBS-style archive name.
+
+    E.g. ``cpython-3.12.1+local-x86_64-unknown-linux-gnu-install_only.tar.zst``.
+    """
+    variant = "" if info.variant == "default" else f"-{info.variant}"
+    return (
+        f"{info.implementation}-{info.version}+{LOCAL_BUILD}-{info.target.triple}"
+        f"{variant}-install_only.{archive_format}"
+    )
+
+
+def pack_prefix(
+    info: PrefixInfo,
+    dest_dir: Path,
+    *,
+    archive_format: str = "tar.zst",
+    site_packages: str = "all",
+    compresslevel: int | None = None,
+    file_name: str | None = None,
+    build: str = LOCAL_BUILD,
+) -> tuple[Artifact, Path]:
+    """Archive ``info.prefix`` in PBS install_only layout into ``dest_dir``.
+
+    ``site_packages="all"`` keeps the prefix's site-packages as is; ``"pip"`` keeps only pip
+    (what a PBS install_only archive ships). Member owners are reset to root (uid/gid 0);
+    modes and mtimes are kept (mtimes keep the shipped bytecode valid). Returns the artifact
+    description (size in bytes, sha256, unpacked size and member count) and the archive path.
+    Raises StorageError when the archive cannot be written.
+    """
+    if archive_format not in ("tar.gz", "tar.zst"):
+        raise UsageError(f"unsupported archive format {archive_format!r} (tar.gz or tar.zst)")
+    if site_packages not in ("all", "pip"):
+        raise UsageError(f"--prefix-site-packages must be 'all' or 'pip', not {site_packages!r}")
+    name = file_name or archive_file_name(info, archive_format)
+    path = dest_dir / name
+    site_rel = f"python/{info.stdlib_rel}/site-packages/"
+    counts = {"files": 0, "bytes": 0}
+
+    def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if site_packages == "pip" and member.name.startswith(site_rel):
+            top = member.name[len(site_rel) :].split("/", 1)[0]
+            if not (top == "pip" or top.startswith("pip-") or top == "README.txt"):
+                return None
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+        counts["files"] += 1
+        if member.isfile():
+            counts["bytes"] += member.size
+        return member
+
+    try:
+        with open(path, "wb") as raw:
+            counter = _CountingHashWriter(raw)
+            _write_tar(info.prefix, counter, archive_format, compresslevel, keep)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot write the archive: {exc}") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    artifact = Artifact(
+        file_name=name,
+        size=counter.size,
+        sha256=counter.hash.hexdigest(),
+        implementation=info.implementation,
+        version=str(info.version),
+        build=build,
+        target=info.target,
+        variant=info.variant,
+        flavour="install_only",
+        archive_format=archive_format,
+        strip_prefix="python",
+        build_prefix=info.build_prefix,
+        local_prefix=str(info.prefix),
+        unpacked_size=counts["bytes"],
+        file_count=counts["files"],
+    )
+    return artifact, path
+
+
+def _write_tar(
+    prefix: Path,
+    sink: _CountingHashWriter,
+    archive_format: str,
+    compresslevel: int | None,
+    keep: Callable[[tarfile.TarInfo], tarfile.TarInfo | None],
+) -> None:
+    buffered = io.BufferedWriter(cast(io.RawIOBase, sink), buffer_size=CHUNK_SIZE)
+    if archive_format == "tar.zst":
+        level = 10 if compresslevel is None else compresslevel
+        cctx = zstandard.ZstdCompressor(level=level, threads=-1)
+        with cctx.stream_writer(buffered, closefd=False) as zout:
+            _add_tree(prefix, zout, keep)
+    else:
+        import gzip
+
+        level = 6 if compresslevel is None else compresslevel
+        with gzip.GzipFile(fileobj=buffered, mode="wb", compresslevel=level, mtime=0) as gout:
+            _add_tree(prefix, gout, keep)  # type: ignore[arg-type]
+    buffered.flush()
+
+
+def _add_tree(
+    prefix: Path, out: BinaryIO, keep: Callable[[tarfile.TarInfo], tarfile.TarInfo | None]
+) -> None:
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(str(prefix), arcname="python", recursive=True, filter=keep)
+    except tarfile.TarError as exc:
+        raise PybundleError(f"{prefix}: cannot archive: {exc}") from exc

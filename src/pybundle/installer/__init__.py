@@ -1,0 +1,1 @@
+"""Offline side: verify, extract and relocate bundled interpreters without network access."""

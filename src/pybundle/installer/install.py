@@ -1,0 +1,252 @@
+"""Installing interpreters from a verified bundle, in the order that keeps hosts safe.
+
+1. verify the manifest's signature against trusted keys, validate the manifest, check the host;
+2. re-hash every selected archive against the manifest before a byte is extracted;
+3. extract each into a staging dir beside its destination (same file system), safely;
+4. relocate the staged tree from its build prefix to the final prefix;
+5. rename it into place (atomically swapping with an existing install under ``--force``).
+
+A lock file in the install dir serialises concurrent installs; staging dirs left by a killed
+run are removed by the next one. On any failure the staging dir is removed and an existing
+install is left untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import platformdirs
+from filelock import FileLock
+
+from pybundle.errors import (
+    AlreadyExistsError,
+    ManifestError,
+    PlatformMismatchError,
+    StorageError,
+    UsageError,
+)
+from pybundle.installer.extract import ExtractStats, extract_archive
+from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
+from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
+from pybundle.installer.source import BundleSource
+from pybundle.installer.verify import VerifiedBundle, verify_archive, verify_manifest
+from pybundle.manifest import Artifact, Manifest
+from pybundle.signing import PublicKey
+from pybundle.targets import Target, host_can_run, host_target
+from pybundle.versions import PythonVersion, VersionRequest
+
+INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
+STAGING_PREFIX = ".pybundle-staging-"
+LOCK_NAME = ".pybundle.lock"
+
+
+def default_install_dir() -> Path:
+    """``$PYBUNDLE_INSTALL_DIR``, else ``<user data dir>/pybundle/python``
+    (``~/.local/share/pybundle/python`` on Linux)."""
+    env = os.environ.get(INSTALL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("pybundle")) / "python"
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """One installed interpreter: where it went and what relocation changed."""
+
+    artifact: Artifact
+    path: Path
+    replaced: bool
+    relocation: Optional[RelocationReport]
+    stats: ExtractStats
+
+
+def select_artifacts(
+    manifest: Manifest,
+    versions: Sequence[VersionRequest],
+    host: Target | None,
+    source: str,
+) -> list[Artifact]:
+    """The artifacts to install: those matching ``versions`` (all when empty) that the host
+    can run. ``host=None`` means this machine.
+
+    Raises UsageError when a version request matches nothing in the bundle, and
+    PlatformMismatchError (listing the bundle's platforms) when nothing fits the host.
+    """
+    chosen = list(manifest.artifacts)
+    for request in versions:
+        if not any(request.matches(PythonVersion.parse(a.version)) for a in chosen):
+            have = ", ".join(sorted({a.version for a in chosen}))
+            raise UsageError(
+                f"{source}: no interpreter matches --version {request} (bundle has {have})"
+            )
+    if versions:
+        chosen = [
+            a for a in chosen if any(r.matches(PythonVersion.parse(a.version)) for r in versions)
+        ]
+    runnable = [a for a in chosen if host_can_run(a.target, host)]
+    if not runnable:
+        this = host or host_target()
+        platforms = ", ".join(sorted({a.target.key for a in chosen}))
+        raise PlatformMismatchError(
+            f"{source}: bundle holds interpreters for {platforms}, none runs on this host "
+            f"({this.key})"
+        )
+    return runnable
+
+
+def install_bundle(
+    bundle: Path,
+    trusted: Sequence[PublicKey],
+    *,
+    install_dir: Path | None = None,
+    prefix: Path | None = None,
+    versions: Sequence[VersionRequest] = (),
+    force: bool = False,
+    host: Target | None = None,
+    on_verified: Callable[[VerifiedBundle], None] | None = None,
+) -> list[InstallResult]:
+    """Verify ``bundle`` and install the selected interpreters; see the module docstring.
+
+    ``install_dir``: each interpreter goes to ``<install_dir>/<uv install name>``;
+    ``prefix``: exactly this directory, allowed only when one interpreter is selected.
+    Raises the typed errors of each step (SignatureError, UntrustedKeyError, ManifestError,
+    HashMismatchError, UnsafeArchiveError, PlatformMismatchError, AlreadyExistsError,
+    StorageError, UsageError); nothing is left behind when one is raised.
+    """
+    if install_dir is not None and prefix is not None:
+        raise UsageError("--install-dir and --prefix cannot be used together")
+    with BundleSource(bundle) as source:
+        verified = verify_manifest(source, trusted)
+        if on_verified is not None:
+            on_verified(verified)
+        selected = select_artifacts(verified.manifest, versions, host, str(bundle))
+        destinations = _destinations(selected, install_dir, prefix)
+        for artifact, dest in zip(selected, destinations):
+            if os.path.lexists(dest) and not force:
+                raise AlreadyExistsError(
+                    f"{dest}: {artifact.implementation} {artifact.version} is already installed "
+                    "(use --force to replace it)"
+                )
+        for artifact in selected:
+            verify_archive(source, artifact)
+        results = []
+        for artifact, dest in zip(selected, destinations):
+            parent = dest.parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{parent}: cannot create the install directory: {exc}") from exc
+            with _locked(parent):
+                _remove_stale_staging(parent)
+                results.append(_install_one(source, artifact, dest, force))
+    return results
+
+
+def _destinations(
+    selected: list[Artifact], install_dir: Path | None, prefix: Path | None
+) -> list[Path]:
+    if prefix is not None:
+        if len(selected) != 1:
+            names = ", ".join(a.install_name for a in selected)
+            raise UsageError(
+                f"--prefix needs exactly one interpreter, the bundle selection has {len(selected)} "
+                f"({names}); choose one with --version"
+            )
+        return [Path(os.path.abspath(prefix))]
+    base = Path(os.path.abspath(install_dir or default_install_dir()))
+    return [base / a.install_name for a in selected]
+
+
+class _locked:
+    """Hold ``<dir>/.pybundle.lock`` (filelock) while installing into ``dir``."""
+
+    def __init__(self, directory: Path) -> None:
+        self._lock = FileLock(str(directory / LOCK_NAME))
+        self._directory = directory
+
+    def __enter__(self) -> None:
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise StorageError(f"{self._directory}: cannot take the install lock: {exc}") from exc
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _remove_stale_staging(directory: Path) -> None:
+    """Under the lock no other install is running, so any staging dir is a killed run's."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            remove_tree(entry)
+
+
+def _install_one(
+    source: BundleSource, artifact: Artifact, dest: Path, force: bool
+) -> InstallResult:
+    where = f"{source.path}: {artifact.member}"
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{dest.name}-", dir=dest.parent))
+    except OSError as exc:
+        raise StorageError(f"{dest.parent}: cannot create a staging directory: {exc}") from exc
+    try:
+        os.chmod(staging, 0o755)
+        with source.open_archive(artifact) as stream:
+            stats = extract_archive(
+                stream, artifact.archive_format, artifact.strip_prefix, staging, source=where
+            )
+        _check_counts(artifact, stats, where)
+        # The tree's own sysconfigdata is authoritative; the manifest's record is a fallback.
+        build_prefix = find_build_prefix(staging) or artifact.build_prefix
+        report = None
+        if build_prefix is not None:
+            report = relocate(staging, build_prefix, str(dest))
+        replaced = os.path.lexists(dest)
+        try:
+            if replaced:
+                if not force:
+                    raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
+                swap_into_place(staging, dest)
+            else:
+                move_into_place(staging, dest)
+        except FileExistsError as exc:
+            raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)") from exc
+        except OSError as exc:
+            raise StorageError(
+                f"{dest}: cannot move the new interpreter into place: {exc}"
+            ) from exc
+    except OSError as exc:
+        remove_tree(staging)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageError(f"{dest.parent}: no space left while installing {where}") from exc
+        raise StorageError(f"{dest.parent}: cannot install {where}: {exc}") from exc
+    except BaseException:
+        remove_tree(staging)
+        raise
+    if replaced:
+        remove_tree(staging)  # now holds the previous install
+    return InstallResult(artifact, dest, replaced, report, stats)
+
+
+def _check_counts(artifact: Artifact, stats: ExtractStats, where: str) -> None:
+    """Compare what was extracted with the manifest's record, when the manifest has one."""
+    if artifact.file_count is not None and stats.entries != artifact.file_count:
+        raise ManifestError(
+            f"{where}: archive holds {stats.entries} members, "
+            f"the manifest says {artifact.file_count}"
+        )
+    if artifact.unpacked_size is not None and stats.archive_bytes != artifact.unpacked_size:
+        raise ManifestError(
+            f"{where}: archive unpacks to {stats.archive_bytes} bytes, the manifest says "
+            f"{artifact.unpacked_size}"
+        )

@@ -1,0 +1,176 @@
+"""Reading a ``.pybundle`` file: bounded reads of the manifest and signature, archive streams.
+
+The reader trusts nothing in the zip: members are looked up by the names the manifest gives,
+never by listing, and each must be STORED with the size the manifest records. The zip's
+member list is checked only to refuse members the manifest does not account for.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from pybundle.errors import IntegrityError, ManifestError, SignatureError, StorageError
+from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.signing import MAX_SIGNATURE_BYTES
+
+
+class BundleSource:
+    """An open bundle file. Use as a context manager; ``path`` is named in every error.
+
+    Raises IntegrityError when the file is not a zip, StorageError when it cannot be read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._zip = zipfile.ZipFile(path, "r")
+        except zipfile.BadZipFile as exc:
+            raise IntegrityError(f"{path}: not a pybundle file (not a zip archive)") from exc
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+
+    def __enter__(self) -> BundleSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying zip file."""
+        self._zip.close()
+
+    def _info(self, name: str) -> zipfile.ZipInfo | None:
+        try:
+            return self._zip.getinfo(name)
+        except KeyError:
+            return None
+
+    def _read_small(self, info: zipfile.ZipInfo, cap: int) -> bytes:
+        with self._zip.open(info) as stream:
+            data = stream.read(cap + 1)
+        if len(data) > cap:
+            raise IntegrityError(f"{self.path}: member {info.filename} is larger than {cap} bytes")
+        return data
+
+    def manifest_bytes(self) -> bytes:
+        """The manifest's exact bytes (at most MAX_MANIFEST_BYTES); ManifestError if absent,
+        not the first member, or too large."""
+        info = self._info(MANIFEST_NAME)
+        if info is None:
+            raise ManifestError(f"{self.path}: no {MANIFEST_NAME} in the bundle")
+        first = self._zip.infolist()[0]
+        if first.filename != MANIFEST_NAME:
+            raise ManifestError(f"{self.path}: {MANIFEST_NAME} is not the first member")
+        if info.file_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"{self.path}: manifest is {info.file_size} bytes, more than the "
+                f"{MAX_MANIFEST_BYTES} bytes allowed"
+            )
+        try:
+            return self._read_small(info, MAX_MANIFEST_BYTES)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ManifestError(f"{self.path}: cannot read the manifest: {exc}") from exc
+
+    def signature_bytes(self) -> bytes | None:
+        """The detached signature's bytes, or None for an unsigned bundle."""
+        info = self._info(SIGNATURE_NAME)
+        if info is None:
+            return None
+        if info.file_size > MAX_SIGNATURE_BYTES:
+            raise SignatureError(
+                f"{self.path}: signature is {info.file_size} bytes, more than the "
+                f"{MAX_SIGNATURE_BYTES} bytes allowed"
+            )
+        try:
+            return self._read_small(info, MAX_SIGNATURE_BYTES)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise SignatureError(f"{self.path}: cannot read the signature: {exc}") from exc
+
+    def check_members(self, manifest: Manifest) -> None:
+        """Refuse a bundle whose zip holds members the manifest does not list, or lacks one.
+
+        Raises ManifestError naming the first offending member.
+        """
+        expected = {MANIFEST_NAME, SIGNATURE_NAME} | {a.member for a in manifest.artifacts}
+        names = [i.filename for i in self._zip.infolist()]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ManifestError(f"{self.path}: member {name!r} appears twice in the zip")
+            seen.add(name)
+            if name not in expected:
+                raise ManifestError(f"{self.path}: member {name!r} is not listed in the manifest")
+        for artifact in manifest.artifacts:
+            if artifact.member not in seen:
+                raise ManifestError(
+                    f"{self.path}: manifest lists {artifact.member}, which is not in the bundle"
+                )
+
+    @contextmanager
+    def open_archive(self, artifact: Artifact) -> Iterator[IO[bytes]]:
+        """Stream an archive member's bytes. The member must be STORED and exactly
+        ``artifact.size`` bytes long per the zip directory; ManifestError otherwise."""
+        info = self._info(artifact.member)
+        if info is None:
+            raise ManifestError(
+                f"{self.path}: manifest lists {artifact.member}, which is not in the bundle"
+            )
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ManifestError(f"{self.path}: member {artifact.member} is compressed, not STORED")
+        if info.file_size != artifact.size:
+            raise ManifestError(
+                f"{self.path}: member {artifact.member} is {info.file_size} bytes, "
+                f"the manifest says {artifact.size}"
+            )
+        with open(self.path, "rb", buffering=0) as raw:
+            start = self._data_offset(raw, info, artifact.member)
+            yield io.BufferedReader(_Region(raw, start, info.file_size), buffer_size=1024 * 1024)
+
+    def _data_offset(self, raw: BinaryIO, info: zipfile.ZipInfo, member: str) -> int:
+        """Offset of a STORED member's first data byte, from its local file header
+        (APPNOTE.TXT 4.3.7: 30 fixed bytes, then the name and the extra field)."""
+        header = os.pread(raw.fileno(), 30, info.header_offset)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise IntegrityError(f"{self.path}: member {member} has a damaged local header")
+        name_len, extra_len = cast(tuple[int, int], struct.unpack("<HH", header[26:30]))
+        name = os.pread(raw.fileno(), name_len, info.header_offset + 30)
+        if name != info.orig_filename.encode("utf-8") and name != info.orig_filename.encode(
+            "cp437", errors="replace"
+        ):
+            raise IntegrityError(f"{self.path}: member {member} has a mismatched local header")
+        return info.header_offset + 30 + name_len + extra_len
+
+
+class _Region(io.RawIOBase):
+    """A read-only window of ``size`` bytes at ``start`` in an open file (pread based).
+
+    Reading stops at the window's end, so a reader can never run past the member.
+    """
+
+    def __init__(self, raw: BinaryIO, start: int, size: int) -> None:
+        self._fd = raw.fileno()
+        self._start = start
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._size - self._pos
+        if remaining <= 0:
+            return 0
+        view = memoryview(buffer)
+        want = min(len(view), remaining)
+        data = os.pread(self._fd, want, self._start + self._pos)
+        n = len(data)
+        view[:n] = data
+        self._pos += n
+        return n

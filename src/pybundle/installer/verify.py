@@ -1,0 +1,125 @@
+"""Verifying a bundle offline: trusted keys, the manifest's signature, every archive's sha256.
+
+Trust comes only from public keys the operator names (``--trusted-key``) or has installed in
+``<user config dir>/pybundle/trusted-keys/*.pub``; never from the bundle itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from pybundle.errors import IntegrityError, ManifestError, SignatureError
+from pybundle.hashing import check_digest, sha256_stream
+from pybundle.installer.source import BundleSource
+from pybundle.manifest import Artifact, Manifest
+from pybundle.signing import PublicKey, Signature, load_public_key, parse_signature, verify
+
+
+def trusted_keys_dir() -> Path:
+    """``<user config dir>/pybundle/trusted-keys`` (e.g. ``~/.config/pybundle/trusted-keys``)."""
+    return Path(platformdirs.user_config_dir("pybundle")) / "trusted-keys"
+
+
+def load_trusted_keys(
+    paths: Sequence[Path], *, include_default_dir: bool = True
+) -> list[PublicKey]:
+    """Load the named minisign public keys plus every ``*.pub`` in :func:`trusted_keys_dir`.
+
+    Raises KeyFileError for a named key that cannot be parsed; an unparsable file in the
+    directory is an error too (a trust store must not fail silently).
+    """
+    keys = [load_public_key(Path(p)) for p in paths]
+    if include_default_dir:
+        directory = trusted_keys_dir()
+        if directory.is_dir():
+            keys.extend(load_public_key(p) for p in sorted(directory.glob("*.pub")))
+    unique: dict[bytes, PublicKey] = {}
+    for key in keys:
+        unique.setdefault(key.key_id + key.public_bytes, key)
+    return list(unique.values())
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose manifest is signed by a trusted key and valid against the schema."""
+
+    manifest: Manifest
+    key: PublicKey
+    signature: Signature
+
+
+def read_signer(source: BundleSource) -> Signature | None:
+    """Parse the bundle's signature without trusting it (for display); None if unsigned."""
+    data = source.signature_bytes()
+    return None if data is None else parse_signature(data, f"{source.path}")
+
+
+def verify_manifest(source: BundleSource, trusted: Sequence[PublicKey]) -> VerifiedBundle:
+    """Check the signature over the manifest's bytes, then parse and validate the manifest.
+
+    The signature's trusted comment must name this manifest's bundle id and serial.
+    Raises SignatureError (unsigned, malformed, bad signature), UntrustedKeyError (signer not
+    trusted; the message names its key id), ManifestError (invalid manifest, extra or missing
+    members).
+    """
+    manifest_bytes = source.manifest_bytes()
+    signature_bytes = source.signature_bytes()
+    if signature_bytes is None:
+        raise SignatureError(
+            f"{source.path}: bundle is unsigned; pybundle installs only signed bundles"
+        )
+    verified = verify(manifest_bytes, signature_bytes, trusted, f"{source.path}")
+    manifest = Manifest.from_bytes(manifest_bytes, f"{source.path}")
+    _check_trusted_comment(source.path, verified.signature.trusted_comment, manifest)
+    source.check_members(manifest)
+    return VerifiedBundle(manifest, verified.key, verified.signature)
+
+
+def _check_trusted_comment(path: Path, comment: str, manifest: Manifest) -> None:
+    fields = dict(re.findall(r"(\w+)=(\S+)", comment))
+    if fields.get("bundle_id") != manifest.bundle_id or fields.get("serial") != str(
+        manifest.serial
+    ):
+        raise ManifestError(
+            f"{path}: the signature's trusted comment does not name this manifest's bundle id "
+            "and serial"
+        )
+
+
+def verify_archive(source: BundleSource, artifact: Artifact) -> None:
+    """Re-hash one archive member (streaming, at most size + 1 bytes read) against the manifest.
+
+    Raises HashMismatchError naming the bundle and member.
+    """
+    with source.open_archive(artifact) as stream:
+        actual = sha256_stream(stream, limit=artifact.size)
+    check_digest(f"{source.path}: {artifact.member}", actual, artifact.sha256, artifact.size)
+
+
+def verify_bundle(
+    path: Path, trusted: Sequence[PublicKey], *, archives: bool = True
+) -> VerifiedBundle:
+    """Verify signature, manifest and (unless ``archives`` is False) every archive's sha256."""
+    with BundleSource(path) as source:
+        verified = verify_manifest(source, trusted)
+        if archives:
+            for artifact in verified.manifest.artifacts:
+                verify_archive(source, artifact)
+    return verified
+
+
+__all__ = [
+    "IntegrityError",
+    "VerifiedBundle",
+    "load_trusted_keys",
+    "read_signer",
+    "trusted_keys_dir",
+    "verify_archive",
+    "verify_bundle",
+    "verify_manifest",
+]

@@ -1,0 +1,265 @@
+"""The bundle manifest: what a ``.pybundle`` file holds, in typed form.
+
+A bundle is a zip file whose first member is ``pybundle.json`` (this manifest, UTF-8 JSON),
+followed by ``pybundle.json.minisig`` (a minisign signature over the manifest's exact bytes)
+and one STORED member ``archives/<file name>`` per artifact. The manifest is validated
+against ``schemas/manifest-v1.schema.json`` both when written and when read.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from pybundle import __version__
+from pybundle.errors import ManifestError
+from pybundle.schema import validate_manifest_document
+from pybundle.targets import Target
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "pybundle.json"
+SIGNATURE_NAME = "pybundle.json.minisig"
+ARCHIVES_DIR = "archives"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""Upper bound on the manifest size in bytes, checked before parsing."""
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with a ``Z`` suffix and whole seconds, e.g. ``2026-11-21T05:00:00Z``."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse the timestamp form written by :func:`format_timestamp`; ValueError if malformed."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One interpreter archive inside a bundle.
+
+    ``size`` is in bytes; ``sha256`` is lower-case hex of the archive bytes, which are stored
+    unmodified, so an upstream sha256 stays checkable. Exactly one of ``source_url`` and
+    ``local_prefix`` is set. ``strip_prefix`` is the leading directory of every archive member
+    (``python`` for PBS install_only archives, see PBS docs/distributions.rst).
+    ``build_prefix`` is the prefix the interpreter was configured with (``/install`` for PBS).
+    """
+
+    file_name: str
+    size: int
+    sha256: str
+    implementation: str
+    version: str
+    build: str
+    target: Target
+    variant: str
+    flavour: str
+    archive_format: str
+    strip_prefix: str
+    build_prefix: Optional[str]
+    source_url: Optional[str] = None
+    local_prefix: Optional[str] = None
+    unpacked_size: Optional[int] = None
+    file_count: Optional[int] = None
+
+    @property
+    def member(self) -> str:
+        """The zip member name: ``archives/<file name>``."""
+        return f"{ARCHIVES_DIR}/{self.file_name}"
+
+    @property
+    def install_name(self) -> str:
+        """uv's install directory name, e.g. ``cpython-3.12.1-linux-x86_64-gnu``.
+
+        Non-default variants are appended to the version with ``+``, as uv does
+        (``cpython-3.13.0+freethreaded-linux-x86_64-gnu``).
+        """
+        version = self.version if self.variant == "default" else f"{self.version}+{self.variant}"
+        return f"{self.implementation}-{version}-{self.target.install_key}"
+
+    @property
+    def label(self) -> str:
+        """Short human description: ``cpython 3.12.1 (linux-x86_64-gnu, install_only)``."""
+        variant = "" if self.variant == "default" else f" {self.variant}"
+        return (
+            f"{self.implementation} {self.version}{variant} "
+            f"({self.target.key}, {self.flavour}, build {self.build})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The artifact as the manifest's JSON object."""
+        source: dict[str, str] = (
+            {"url": self.source_url}
+            if self.source_url is not None
+            else {"local_prefix": self.local_prefix or ""}
+        )
+        return {
+            "member": self.member,
+            "file_name": self.file_name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "source": source,
+            "implementation": self.implementation,
+            "version": self.version,
+            "build": self.build,
+            "os": self.target.os,
+            "arch": self.target.arch,
+            "arch_variant": self.target.arch_variant,
+            "libc": self.target.libc,
+            "target_triple": self.target.triple,
+            "variant": self.variant,
+            "flavour": self.flavour,
+            "archive_format": self.archive_format,
+            "strip_prefix": self.strip_prefix,
+            "build_prefix": self.build_prefix,
+            "unpacked_size": self.unpacked_size,
+            "file_count": self.file_count,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Artifact:
+        """Build from a schema-valid manifest object (validation happens before)."""
+        source = data["source"]
+        return cls(
+            file_name=data["file_name"],
+            size=data["size"],
+            sha256=data["sha256"],
+            implementation=data["implementation"],
+            version=data["version"],
+            build=data["build"],
+            target=Target(
+                os=data["os"],
+                arch=data["arch"],
+                libc=data["libc"],
+                arch_variant=data["arch_variant"],
+            ),
+            variant=data["variant"],
+            flavour=data["flavour"],
+            archive_format=data["archive_format"],
+            strip_prefix=data["strip_prefix"],
+            build_prefix=data["build_prefix"],
+            source_url=source.get("url"),
+            local_prefix=source.get("local_prefix"),
+            unpacked_size=data.get("unpacked_size"),
+            file_count=data.get("file_count"),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The whole manifest. ``serial`` is an integer that grows with each bundle of a signer.
+
+    ``created`` / ``expires`` are aware UTC datetimes (whole seconds).
+    """
+
+    bundle_id: str
+    serial: int
+    created: datetime
+    artifacts: tuple[Artifact, ...]
+    tool_version: str = __version__
+    expires: Optional[datetime] = None
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    @classmethod
+    def new(
+        cls,
+        artifacts: list[Artifact],
+        *,
+        serial: int | None = None,
+        expires: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Manifest:
+        """A fresh manifest with a random bundle id; the serial defaults to ``created`` in Unix
+        seconds, so later bundles of one signer get higher serials."""
+        created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+        return cls(
+            bundle_id=str(uuid.uuid4()),
+            serial=int(created.timestamp()) if serial is None else serial,
+            created=created,
+            artifacts=tuple(artifacts),
+            expires=expires,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict."""
+        doc: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "bundle_id": self.bundle_id,
+            "serial": self.serial,
+            "created": format_timestamp(self.created),
+        }
+        if self.expires is not None:
+            doc["expires"] = format_timestamp(self.expires)
+        doc["tool"] = {"name": "pybundle", "version": self.tool_version}
+        doc["artifacts"] = [a.to_json() for a in self.artifacts]
+        return doc
+
+    def to_bytes(self) -> bytes:
+        """Serialise to the exact bytes stored (and signed) in the bundle.
+
+        Validates against the schema first; raises ManifestError if the manifest is invalid.
+        """
+        doc = self.to_json()
+        validate_manifest_document(doc, "new manifest")
+        _check_semantics(self, "new manifest")
+        return (json.dumps(doc, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> Manifest:
+        """Parse and validate manifest bytes read from ``source`` (named in errors).
+
+        Raises ManifestError when the data is larger than MAX_MANIFEST_BYTES, is not UTF-8
+        JSON, fails the schema, or is inconsistent (duplicate members, bad timestamps).
+        """
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"{source}: manifest is {len(data)} bytes, more than the "
+                f"{MAX_MANIFEST_BYTES} bytes allowed"
+            )
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ManifestError(f"{source}: manifest is not valid UTF-8 JSON: {exc}") from exc
+        validate_manifest_document(doc, source)
+        try:
+            created = parse_timestamp(doc["created"])
+            expires = parse_timestamp(doc["expires"]) if doc.get("expires") else None
+        except ValueError as exc:
+            raise ManifestError(f"{source}: manifest has an invalid timestamp: {exc}") from exc
+        manifest = cls(
+            bundle_id=doc["bundle_id"],
+            serial=doc["serial"],
+            created=created,
+            expires=expires,
+            tool_version=doc["tool"]["version"],
+            artifacts=tuple(Artifact.from_json(a) for a in doc["artifacts"]),
+            schema_version=doc["schema_version"],
+        )
+        _check_semantics(manifest, source)
+        return manifest
+
+
+def _check_semantics(manifest: Manifest, source: str) -> None:
+    """Checks the schema cannot express: unique members, consistent member names."""
+    seen: set[str] = set()
+    for artifact in manifest.artifacts:
+        if artifact.member in seen:
+            raise ManifestError(f"{source}: manifest lists {artifact.member} twice")
+        seen.add(artifact.member)
+        if artifact.file_name in (".", "..") or "/" in artifact.file_name:
+            raise ManifestError(
+                f"{source}: manifest has an unsafe file name {artifact.file_name!r}"
+            )
+        if not artifact.file_name.endswith("." + artifact.archive_format):
+            raise ManifestError(
+                f"{source}: {artifact.file_name} does not end with .{artifact.archive_format}"
+            )
+        parts = artifact.strip_prefix.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ManifestError(
+                f"{source}: {artifact.file_name} has an unsafe strip_prefix "
+                f"{artifact.strip_prefix!r}"
+            )
