@@ -201,9 +201,15 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("XDG_CONFIG_HOME", "config"),
         ("XDG_CACHE_HOME", "cache"),
         ("XDG_DATA_HOME", "data"),
+        ("XDG_STATE_HOME", "state"),
     ):
         monkeypatch.setenv(var, str(home / sub))
-    for var in ("PYBUNDLE_CATALOG", "PYBUNDLE_CACHE_DIR", "PYBUNDLE_INSTALL_DIR"):
+    for var in (
+        "PYBUNDLE_CATALOG",
+        "PYBUNDLE_CACHE_DIR",
+        "PYBUNDLE_INSTALL_DIR",
+        "PYBUNDLE_STATE_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

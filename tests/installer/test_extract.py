@@ -13,13 +13,15 @@ from conftest import make_tar, tar_dir, tar_file, tar_link, tiny_interpreter_mem
 from pybundle.errors import UnsafeArchiveError
 from pybundle.installer.extract import extract_archive
 
+BUDGET = {"max_bytes": 100 * 1024 * 1024, "max_entries": 10_000}
+
 
 def _extract(tmp_path: Path, members, fmt: str = "tar.gz", strip: str = "python") -> Path:  # type: ignore[no-untyped-def]
     archive = make_tar(tmp_path / f"a.{fmt}", members, fmt)
     dest = tmp_path / "dest"
     dest.mkdir()
     with open(archive, "rb") as stream:
-        extract_archive(stream, fmt, strip, dest, source=str(archive))
+        extract_archive(stream, fmt, strip, dest, source=str(archive), **BUDGET)
     return dest
 
 
@@ -116,7 +118,7 @@ def test_truncated_archive_is_refused(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     with open(archive, "rb") as stream, pytest.raises(UnsafeArchiveError, match="cannot be read"):
-        extract_archive(stream, "tar.gz", "python", dest, source=str(archive))
+        extract_archive(stream, "tar.gz", "python", dest, source=str(archive), **BUDGET)
 
 
 def test_members_outside_strip_prefix_are_not_written(tmp_path: Path) -> None:
@@ -128,3 +130,63 @@ def test_members_outside_strip_prefix_are_not_written(tmp_path: Path) -> None:
     ]
     dest = _extract(tmp_path, members, strip="python/install")
     assert sorted(p.name for p in dest.iterdir()) == ["README"]
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def test_gzip_bomb_stops_at_the_budget(tmp_path: Path) -> None:
+    """1 GiB of zeros in ~1 MB of gzip: refused at the header, nothing big is written."""
+    import gzip
+
+    size = 1024**3
+    chunk = gzip.compress(bytes(16 * 1024 * 1024), compresslevel=9)
+    bomb = tmp_path / "bomb.tar.gz"
+    with open(bomb, "wb") as out:
+        out.write(gzip.compress(_tar_header("python/zeros", size)))
+        for _ in range(size // (16 * 1024 * 1024)):
+            out.write(chunk)
+        out.write(gzip.compress(bytes(1024)))
+    assert bomb.stat().st_size < 2_000_000
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(bomb, "rb") as stream, pytest.raises(UnsafeArchiveError, match="more than"):
+        extract_archive(
+            stream, "tar.gz", "python", dest, source="bomb", max_bytes=10_000_000, max_entries=10
+        )
+    assert sum(f.stat().st_size for f in dest.rglob("*") if f.is_file()) == 0
+
+
+def test_too_many_members_stops_at_the_budget(tmp_path: Path) -> None:
+    members = [tar_dir("python")] + [tar_file(f"python/f{i}") for i in range(50)]
+    archive = make_tar(tmp_path / "many.tar.gz", members)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(archive, "rb") as stream, pytest.raises(UnsafeArchiveError, match="members"):
+        extract_archive(stream, "tar.gz", "python", dest, source="many", max_bytes=10**6, max_entries=20)
+    assert len(list(dest.iterdir())) < 20
+
+
+def test_zstd_frame_with_a_2_gib_window_is_refused(tmp_path: Path) -> None:
+    import io
+
+    import zstandard
+
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        info, data = tar_file("python/x", b"hello")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
+    cctx = zstandard.ZstdCompressor(compression_params=params)
+    archive = tmp_path / "wide.tar.zst"
+    with open(archive, "wb") as out, cctx.stream_writer(out, closefd=False) as writer:
+        writer.write(tar_bytes.getvalue())
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with open(archive, "rb") as stream, pytest.raises(UnsafeArchiveError, match="cannot be read"):
+        extract_archive(stream, "tar.zst", "python", dest, source="wide", **BUDGET)
+    assert list(dest.iterdir()) == []

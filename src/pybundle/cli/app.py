@@ -163,11 +163,14 @@ def verify(
     trusted_key: list[Path] = typer.Option(
         [], "--trusted-key", help="Trusted minisign public key (repeatable)."
     ),
+    allow_expired: bool = typer.Option(
+        False, "--allow-expired", help="Accept an expired or future-dated bundle."
+    ),
 ) -> None:
-    """Check the signature and every archive's sha256, without extracting anything."""
+    """Check the signature, freshness and every archive's sha256, without extracting."""
     from pybundle.installer.verify import verify_bundle
 
-    verified = verify_bundle(file, _keys(trusted_key))
+    verified = verify_bundle(file, _keys(trusted_key), allow_expired=allow_expired)
     manifest = verified.manifest
     print(
         f"OK {file}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
@@ -224,6 +227,12 @@ def install(
         None, "--prefix", help="Install exactly here (one interpreter only)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing install atomically."),
+    allow_expired: bool = typer.Option(
+        False, "--allow-expired", help="Accept an expired or future-dated bundle."
+    ),
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a serial older than one already installed."
+    ),
 ) -> None:
     """Verify the bundle and install its interpreters for this host, relocated."""
     from pybundle.installer.install import install_bundle
@@ -237,6 +246,8 @@ def install(
         prefix=prefix,
         versions=requests,
         force=force,
+        allow_expired=allow_expired,
+        allow_downgrade=allow_downgrade,
         on_verified=lambda v: _err(
             f"verified {from_}: signed by key {v.key.key_id_hex}, serial {v.manifest.serial}"
         ),

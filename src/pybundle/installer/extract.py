@@ -20,22 +20,17 @@ build files beside ``python/install``).
 from __future__ import annotations
 
 import errno
-import gzip
 import os
 import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import zstandard
-
+from pybundle.archives import READ_ERRORS, open_decompressed
 from pybundle.errors import StorageError, UnsafeArchiveError
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
-ZSTD_MAX_WINDOW = 128 * 1024 * 1024
-"""Largest zstd window we accept, in bytes (python-zstandard's default limit)."""
 COPY_CHUNK = 256 * 1024
 
 
@@ -58,15 +53,6 @@ class ExtractStats:
     def members(self) -> int:
         """Members written, of every type."""
         return self.files + self.dirs + self.symlinks + self.hardlinks
-
-
-def _decompressor(stream: IO[bytes], archive_format: str) -> IO[bytes]:
-    if archive_format == "tar.gz":
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if archive_format == "tar.zst":
-        dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-        return dctx.stream_reader(stream, read_across_frames=True)  # type: ignore[no-any-return]
-    raise UnsafeArchiveError(f"unsupported archive format {archive_format!r}")
 
 
 def _check_name(name: str, what: str) -> list[str]:
@@ -137,12 +123,17 @@ def extract_archive(
     dest: Path,
     *,
     source: str,
+    max_bytes: int,
+    max_entries: int,
 ) -> ExtractStats:
     """Extract the archive read from ``stream`` into the existing, empty directory ``dest``.
 
     ``strip_prefix`` (e.g. ``python``) is removed from member names; ``source`` names the
-    archive in messages. Raises UnsafeArchiveError for a refused or unreadable member (the
-    caller discards ``dest``), StorageError for file-system failures (ENOSPC, EROFS, EACCES).
+    archive in messages. Decompression stops as soon as the regular-file members would exceed
+    ``max_bytes`` in total or the archive holds more than ``max_entries`` members (the
+    manifest's budget), before the excess is written. Raises UnsafeArchiveError for a refused,
+    over-budget or unreadable member (the caller discards ``dest``), StorageError for
+    file-system failures (ENOSPC, EROFS, EACCES).
     """
     prefix_parts = strip_prefix.split("/")
     stats = ExtractStats()
@@ -150,13 +141,23 @@ def extract_archive(
     links: dict[str, str] = {}  # relative path of each symlink -> its target
     try:
         with (
-            _decompressor(stream, archive_format) as raw,
+            open_decompressed(stream, archive_format) as raw,
             tarfile.open(fileobj=raw, mode="r|", errorlevel=2) as tar,
         ):
             for member in tar:
                 stats.entries += 1
+                if stats.entries > max_entries:
+                    raise UnsafeArchiveError(
+                        f"{source}: archive holds more than the {max_entries} members "
+                        "the manifest allows"
+                    )
                 if member.isfile():
                     stats.archive_bytes += member.size
+                    if stats.archive_bytes > max_bytes:
+                        raise UnsafeArchiveError(
+                            f"{source}: archive unpacks to more than the {max_bytes} bytes "
+                            "the manifest allows"
+                        )
                 parts = _check_name(member.name, source)
                 if parts[: len(prefix_parts)] != prefix_parts:
                     stats.skipped += 1
@@ -176,7 +177,7 @@ def extract_archive(
                 raise UnsafeArchiveError(f"{source}: symlink {rel!r} -> {link!r} leaves the tree")
     except UnsafeArchiveError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+    except READ_ERRORS as exc:
         raise UnsafeArchiveError(f"{source}: archive cannot be read: {exc}") from exc
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):

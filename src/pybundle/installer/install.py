@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import platformdirs
 from filelock import FileLock
 
+from pybundle.archives import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO
 from pybundle.errors import (
     AlreadyExistsError,
     ManifestError,
@@ -33,6 +34,7 @@ from pybundle.errors import (
 )
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
+from pybundle.installer.policy import SerialStore, check_freshness
 from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import VerifiedBundle, verify_archive, verify_manifest
@@ -44,6 +46,8 @@ from pybundle.versions import PythonVersion, VersionRequest
 INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
 STAGING_PREFIX = ".pybundle-staging-"
 LOCK_NAME = ".pybundle.lock"
+BLOCK_ALLOWANCE = 4096
+"""Bytes allowed per member for file-system block rounding in the space check."""
 
 
 def default_install_dir() -> Path:
@@ -109,6 +113,9 @@ def install_bundle(
     versions: Sequence[VersionRequest] = (),
     force: bool = False,
     host: Target | None = None,
+    allow_expired: bool = False,
+    allow_downgrade: bool = False,
+    serials: SerialStore | None = None,
     on_verified: Callable[[VerifiedBundle], None] | None = None,
 ) -> list[InstallResult]:
     """Verify ``bundle`` and install the selected interpreters; see the module docstring.
@@ -118,14 +125,21 @@ def install_bundle(
     Raises the typed errors of each step (SignatureError, UntrustedKeyError, ManifestError,
     HashMismatchError, UnsafeArchiveError, PlatformMismatchError, AlreadyExistsError,
     StorageError, UsageError); nothing is left behind when one is raised.
+    ``allow_expired`` / ``allow_downgrade`` relax the freshness and rollback checks of
+    :mod:`pybundle.installer.policy`; ``serials`` is the rollback record (default: user state).
     """
     if install_dir is not None and prefix is not None:
         raise UsageError("--install-dir and --prefix cannot be used together")
     with BundleSource(bundle) as source:
         verified = verify_manifest(source, trusted)
+        manifest = verified.manifest
+        check_freshness(manifest, str(bundle), allow_expired=allow_expired)
+        serials = serials or SerialStore()
+        signer = verified.key.key_id_hex
+        serials.check(signer, manifest.serial, str(bundle), allow_downgrade=allow_downgrade)
         if on_verified is not None:
             on_verified(verified)
-        selected = select_artifacts(verified.manifest, versions, host, str(bundle))
+        selected = select_artifacts(manifest, versions, host, str(bundle))
         destinations = _destinations(selected, install_dir, prefix)
         for artifact, dest in zip(selected, destinations):
             if os.path.lexists(dest) and not force:
@@ -133,19 +147,74 @@ def install_bundle(
                     f"{dest}: {artifact.implementation} {artifact.version} is already installed "
                     "(use --force to replace it)"
                 )
+        for parent in sorted({d.parent for d in destinations}):
+            _check_writable(parent)
+        _check_space(selected, destinations)
         for artifact in selected:
             verify_archive(source, artifact)
         results = []
         for artifact, dest in zip(selected, destinations):
-            parent = dest.parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"{parent}: cannot create the install directory: {exc}") from exc
-            with _locked(parent):
-                _remove_stale_staging(parent)
+            with _locked(dest.parent):
+                _remove_stale_staging(dest.parent)
                 results.append(_install_one(source, artifact, dest, force))
+        serials.record(signer, manifest.serial)
     return results
+
+
+def _check_writable(parent: Path) -> None:
+    """Create ``parent`` if needed and prove a staging dir can be made there, before any
+    hashing or extraction (a read-only or foreign-owned destination fails here)."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".pybundle-probe-", dir=parent))
+    except OSError as exc:
+        raise StorageError(
+            f"{parent}: cannot write to the install directory: {exc.strerror}"
+        ) from exc
+
+
+def _budget(artifact: Artifact) -> tuple[int, int]:
+    """``(max unpacked bytes, max members)`` for an archive: the manifest's record when it has
+    one, else generous caps relative to the archive size (see pybundle.archives)."""
+    max_bytes = (
+        artifact.unpacked_size
+        if artifact.unpacked_size is not None
+        else min(DEFAULT_MAX_BYTES, artifact.size * DEFAULT_MAX_RATIO)
+    )
+    max_entries = artifact.file_count if artifact.file_count is not None else DEFAULT_MAX_ENTRIES
+    return max_bytes, max_entries
+
+
+def needed_bytes(artifact: Artifact) -> int | None:
+    """Bytes an install of ``artifact`` needs on disk (contents plus one block per member for
+    rounding), or None when the manifest does not record the unpacked size."""
+    if artifact.unpacked_size is None:
+        return None
+    return artifact.unpacked_size + BLOCK_ALLOWANCE * (artifact.file_count or 0)
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes available to this user on the file system of ``directory`` (statvfs)."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _check_space(selected: list[Artifact], destinations: list[Path]) -> None:
+    """Refuse before extracting when the manifest's unpacked sizes exceed the free space."""
+    per_device: dict[int, tuple[Path, int]] = {}
+    for artifact, dest in zip(selected, destinations):
+        need = needed_bytes(artifact)
+        if need is None:
+            continue
+        dev = os.stat(dest.parent).st_dev
+        where, total = per_device.get(dev, (dest.parent, 0))
+        per_device[dev] = (where, total + need)
+    for where, need in per_device.values():
+        free = free_bytes(where)
+        if free < need:
+            raise StorageError(
+                f"{where}: not enough space: the install needs {need} bytes, {free} bytes are free"
+            )
 
 
 def _destinations(
@@ -201,9 +270,16 @@ def _install_one(
         raise StorageError(f"{dest.parent}: cannot create a staging directory: {exc}") from exc
     try:
         os.chmod(staging, 0o755)
+        max_bytes, max_entries = _budget(artifact)
         with source.open_archive(artifact) as stream:
             stats = extract_archive(
-                stream, artifact.archive_format, artifact.strip_prefix, staging, source=where
+                stream,
+                artifact.archive_format,
+                artifact.strip_prefix,
+                staging,
+                source=where,
+                max_bytes=max_bytes,
+                max_entries=max_entries,
             )
         _check_counts(artifact, stats, where)
         # The tree's own sysconfigdata is authoritative; the manifest's record is a fallback.
@@ -228,14 +304,30 @@ def _install_one(
     except OSError as exc:
         remove_tree(staging)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageError(f"{dest.parent}: no space left while installing {where}") from exc
+            raise _no_space(artifact, dest.parent, where) from exc
         raise StorageError(f"{dest.parent}: cannot install {where}: {exc}") from exc
+    except StorageError as exc:
+        remove_tree(staging)
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _no_space(artifact, dest.parent, where) from cause
+        raise
     except BaseException:
         remove_tree(staging)
         raise
     if replaced:
         remove_tree(staging)  # now holds the previous install
     return InstallResult(artifact, dest, replaced, report, stats)
+
+
+def _no_space(artifact: Artifact, parent: Path, where: str) -> StorageError:
+    """The ENOSPC message, measured after the staging dir was removed: needed vs free."""
+    need = needed_bytes(artifact)
+    need_text = f"{need} bytes" if need is not None else "an unknown number of bytes"
+    return StorageError(
+        f"{parent}: no space left while installing {where}: it needs {need_text}, "
+        f"{free_bytes(parent)} bytes are free; nothing was installed"
+    )
 
 
 def _check_counts(artifact: Artifact, stats: ExtractStats, where: str) -> None:

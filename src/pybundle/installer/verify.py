@@ -15,6 +15,7 @@ import platformdirs
 
 from pybundle.errors import IntegrityError, ManifestError, SignatureError
 from pybundle.hashing import check_digest, sha256_stream
+from pybundle.installer.policy import check_freshness
 from pybundle.installer.source import BundleSource
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import PublicKey, Signature, load_public_key, parse_signature, verify
@@ -102,24 +103,14 @@ def verify_archive(source: BundleSource, artifact: Artifact) -> None:
 
 
 def verify_bundle(
-    path: Path, trusted: Sequence[PublicKey], *, archives: bool = True
+    path: Path, trusted: Sequence[PublicKey], *, archives: bool = True, allow_expired: bool = False
 ) -> VerifiedBundle:
-    """Verify signature, manifest and (unless ``archives`` is False) every archive's sha256."""
+    """Verify signature, manifest, freshness (unless ``allow_expired``) and (unless ``archives``
+    is False) every archive's sha256. Raises the errors of the steps it runs."""
     with BundleSource(path) as source:
         verified = verify_manifest(source, trusted)
+        check_freshness(verified.manifest, str(path), allow_expired=allow_expired)
         if archives:
             for artifact in verified.manifest.artifacts:
                 verify_archive(source, artifact)
     return verified
-
-
-__all__ = [
-    "IntegrityError",
-    "VerifiedBundle",
-    "load_trusted_keys",
-    "read_signer",
-    "trusted_keys_dir",
-    "verify_archive",
-    "verify_bundle",
-    "verify_manifest",
-]
