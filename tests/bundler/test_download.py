@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -20,12 +21,12 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class Handler(BaseHTTPRequestHandler):
-    requests_seen: list[str] = []
+    requests_seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         Handler.requests_seen.append(self.path)
         if self.path.startswith("/missing"):
             self.send_error(404, "Not Found")
@@ -68,9 +69,11 @@ def test_download_lands_under_hash_name_and_hits_cache(server: str, tmp_path: Pa
 
 
 @pytest.mark.parametrize("path", ["/corrupt/a.tar.gz", "/html/a.tar.gz"])
-def test_bytes_that_fail_sha256_never_get_a_final_name(server: str, tmp_path: Path, path: str) -> None:
+def test_bytes_that_fail_sha256_never_get_a_final_name(
+    server: str, tmp_path: Path, path: str
+) -> None:
     cache = Cache(tmp_path / "cache")
-    with pytest.raises(HashMismatchError, match="sha256|bytes"):
+    with pytest.raises(HashMismatchError, match=r"sha256|bytes"):
         fetch(DownloadItem(f"{server}{path}", SHA, "a.tar.gz"), cache, make_session())
     assert final_names(cache) == []
 
@@ -90,7 +93,9 @@ def test_corrupt_cache_entry_is_evicted_and_downloaded_again(server: str, tmp_pa
     assert len(Handler.requests_seen) == 1
 
 
-def test_parallel_fetch_keeps_order_and_downloads_each_hash_once(server: str, tmp_path: Path) -> None:
+def test_parallel_fetch_keeps_order_and_downloads_each_hash_once(
+    server: str, tmp_path: Path
+) -> None:
     cache = Cache(tmp_path / "cache")
     items = [
         DownloadItem(f"{server}/ok/a.tar.gz", SHA, "a.tar.gz"),

@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_tar, tiny_artifact, tiny_interpreter_members
 
+from conftest import make_tar, tiny_artifact, tiny_interpreter_members
 from pybundle.bundler.pack import trusted_comment_for, write_bundle
 from pybundle.errors import AlreadyExistsError, HashMismatchError, ManifestError
 from pybundle.installer.verify import verify_bundle
@@ -44,9 +44,23 @@ def test_layout_and_manifest(tmp_path: Path, archive: Path, signing_key: SecretK
     assert doc["created"].endswith("Z")
     art = doc["artifacts"][0]
     for field in (
-        "member", "file_name", "size", "sha256", "source", "implementation", "version", "build",
-        "os", "arch", "arch_variant", "libc", "variant", "flavour", "archive_format",
-        "strip_prefix", "build_prefix",
+        "member",
+        "file_name",
+        "size",
+        "sha256",
+        "source",
+        "implementation",
+        "version",
+        "build",
+        "os",
+        "arch",
+        "arch_variant",
+        "libc",
+        "variant",
+        "flavour",
+        "archive_format",
+        "strip_prefix",
+        "build_prefix",
     ):
         assert field in art
     assert art["target_triple"] == "x86_64-unknown-linux-gnu"
@@ -109,8 +123,14 @@ def test_manifest_signed_by_minisign_verifies_in_pybundle(
     (tmp_path / "m.json").write_bytes(manifest_bytes)
     subprocess.run(
         [
-            "minisign", "-S", "-s", str(key_files[0]), "-m", str(tmp_path / "m.json"),
-            "-t", trusted_comment_for(manifest),
+            "minisign",
+            "-S",
+            "-s",
+            str(key_files[0]),
+            "-m",
+            str(tmp_path / "m.json"),
+            "-t",
+            trusted_comment_for(manifest),
         ],
         check=True,
         capture_output=True,

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import Mirror, run_cli
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,8 @@ def build_wheel(directory: Path) -> Path:
             b"Metadata-Version: 2.1\nName: pybundle-probe\nVersion: 1.0\n"
         ),
         "pybundle_probe-1.0.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: pybundle-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            b"Wheel-Version: 1.0\nGenerator: pybundle-tests\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n"
         ),
         "pybundle_probe-1.0.dist-info/entry_points.txt": (
             b"[console_scripts]\npybundle-probe = pybundle_probe:main\n"
@@ -92,28 +94,54 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
         pytest.fail("this test needs root and unshare(1) to hide the original prefix")
     keys = tmp_path / "keys"
     run_cli(
-        "keygen", "--secret-key", str(keys / "ops.key"), "--public-key", str(keys / "ops.pub"),
+        "keygen",
+        "--secret-key",
+        str(keys / "ops.key"),
+        "--public-key",
+        str(keys / "ops.pub"),
         check=True,
     )
     assert (keys / "ops.key").stat().st_mode & 0o777 == 0o600
     minors = ",".join(f"{a.info.version.major}.{a.info.version.minor}" for a in mirror.archives)
     bundle = tmp_path / "py.pybundle"
     proc = run_cli(
-        "bundle", "--versions", minors, "--platform", "linux-x86_64",
-        "--catalog", mirror.catalog_url, "--mirror", mirror.mirror_url,
-        "--cache-dir", str(tmp_path / "cache"), "--sign-key", str(keys / "ops.key"),
-        "-o", str(bundle),
+        "bundle",
+        "--versions",
+        minors,
+        "--platform",
+        "linux-x86_64",
+        "--catalog",
+        mirror.catalog_url,
+        "--mirror",
+        mirror.mirror_url,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--sign-key",
+        str(keys / "ops.key"),
+        "-o",
+        str(bundle),
         check=True,
     )
     assert "2 downloads, 0 from cache" in proc.stdout or len(mirror.archives) == 1
     cached = sorted(p.name for p in (tmp_path / "cache" / "archives").iterdir())
     assert all(not n.startswith(".") for n in cached)
-    assert [n.split("-", 1)[0] for n in cached] == sorted(a.artifact.sha256 for a in mirror.archives)
+    assert [n.split("-", 1)[0] for n in cached] == sorted(
+        a.artifact.sha256 for a in mirror.archives
+    )
 
     # A second bundle comes from the cache alone; an existing output is kept without --force.
     again = run_cli(
-        "bundle", "--versions", minors, "--catalog", mirror.catalog_url, "--mirror",
-        mirror.mirror_url, "--cache-dir", str(tmp_path / "cache"), "-o", str(bundle),
+        "bundle",
+        "--versions",
+        minors,
+        "--catalog",
+        mirror.catalog_url,
+        "--mirror",
+        mirror.mirror_url,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(bundle),
     )
     assert again.returncode == 8
 
@@ -131,7 +159,13 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
 
     installs = tmp_path / "installs"
     proc = run_cli(
-        "install", "--from", str(bundle), "--trusted-key", pub, "--install-dir", str(installs),
+        "install",
+        "--from",
+        str(bundle),
+        "--trusted-key",
+        pub,
+        "--install-dir",
+        str(installs),
         check=True,
     )
     wheel = build_wheel(tmp_path)

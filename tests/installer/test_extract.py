@@ -166,7 +166,9 @@ def test_too_many_members_stops_at_the_budget(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     with open(archive, "rb") as stream, pytest.raises(UnsafeArchiveError, match="members"):
-        extract_archive(stream, "tar.gz", "python", dest, source="many", max_bytes=10**6, max_entries=20)
+        extract_archive(
+            stream, "tar.gz", "python", dest, source="many", max_bytes=10**6, max_entries=20
+        )
     assert len(list(dest.iterdir())) < 20
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import platformdirs
 
-from pybundle.errors import IntegrityError, ManifestError, SignatureError
+from pybundle.errors import ManifestError, SignatureError
 from pybundle.hashing import check_digest, sha256_stream
 from pybundle.installer.policy import check_freshness
 from pybundle.installer.source import BundleSource
