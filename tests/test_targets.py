@@ -21,7 +21,7 @@ from pybundle.targets import (
     parse_triple,
 )
 
-CATALOG = Path("/work/shared/data/python-downloads.json")
+CATALOG = Path(__file__).resolve().parents[1].parent / "shared/data/python-downloads.json"
 
 
 def _catalog_targets() -> dict[Target, list[tuple[str, dict[str, object]]]]:

@@ -27,7 +27,7 @@ from pybundle.errors import CatalogError, DownloadError
 from pybundle.targets import Target
 from pybundle.versions import PythonVersion
 
-CATALOG = Path("/work/shared/data/python-downloads.json")
+CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pybundle.errors import ResolutionError, UsageError
 from pybundle.targets import Target, parse_platform
 from pybundle.versions import PythonVersion, VersionRequest, parse_version_list
 
-CATALOG = Path("/work/shared/data/python-downloads.json")
+CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
 LINUX = parse_platform("linux-x86_64")
 
 
