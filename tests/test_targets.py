@@ -233,3 +233,20 @@ def test_host_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not host_can_run(
         Target("linux", "x86_64", "musl", "v2"), Target("linux", "x86_64", "musl")
     )
+
+
+def test_platform_groups() -> None:
+    from pybundle.targets import PLATFORM_GROUPS, PlatformGroup, parse_platform_or_group
+
+    group = parse_platform_or_group("ALL-linux")
+    assert isinstance(group, PlatformGroup) and group is PLATFORM_GROUPS["all-linux"]
+    assert group.matches(Target("linux", "aarch64", "musl"))
+    assert not group.matches(Target("linux", "x86_64", "gnu", "v3"))  # CPU levels are a choice
+    assert not group.matches(Target("darwin", "aarch64", "none"))
+    gnu = PLATFORM_GROUPS["all-linux-gnu"]
+    assert gnu.matches(Target("linux", "armv7", "gnueabihf"))
+    assert not gnu.matches(Target("linux", "x86_64", "musl"))
+    assert PLATFORM_GROUPS["all"].matches(Target("windows", "x86_64", "none"))
+    assert parse_platform_or_group("linux-x86_64_v3") == Target("linux", "x86_64", "gnu", "v3")
+    with pytest.raises(ResolutionError):
+        parse_platform_or_group("all-bsd")

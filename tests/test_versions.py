@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from pybundle.errors import UsageError
-from pybundle.versions import PythonVersion, VersionRequest, parse_version_list
+from pybundle.versions import (
+    PythonRequest,
+    PythonVersion,
+    VersionRequest,
+    parse_python_request,
+    parse_request_list,
+    parse_version_list,
+)
 
 V = PythonVersion.parse
 
@@ -133,3 +140,72 @@ def test_version_list_refuses_empty_items(bad: str) -> None:
 def test_version_list_names_bad_item() -> None:
     with pytest.raises(UsageError, match=r"'3\.x'"):
         parse_version_list("3.11,3.x")
+
+
+# ---- requests of `pybundle bundle --versions` -----------------------------------------------
+
+PR = parse_python_request
+
+
+@pytest.mark.parametrize(
+    ("text", "impl", "variant", "per_minor", "yes", "no"),
+    [
+        ("3.12", None, None, False, ["3.12.0", "3.12.14", "3.12.1rc1"], ["3.13.0", "3.1.2"]),
+        ("3.12.1", None, None, False, ["3.12.1"], ["3.12.10", "3.12.1rc1"]),
+        ("3.15.0rc1", None, None, False, ["3.15.0rc1"], ["3.15.0", "3.15.0rc2"]),
+        (">=3.10,<3.13", None, None, True, ["3.10.0", "3.12.14"], ["3.9.20", "3.13.0", "3.13.0a1"]),
+        ("3.10-3.13", None, None, True, ["3.10.0", "3.13.15"], ["3.9.1", "3.14.0", "3.14.0a1"]),
+        ("3.10.4-3.12.1", None, None, True, ["3.10.4", "3.12.1"], ["3.10.3", "3.12.2"]),
+        ("~=3.12.1", None, None, True, ["3.12.1", "3.12.9"], ["3.12.0", "3.13.0"]),
+        ("!=3.11.*", None, None, True, ["3.12.0"], ["3.11.4"]),
+        ("cpython-3.12", "cpython", None, False, ["3.12.3"], ["3.11.3"]),
+        ("pypy@3.10", "pypy", None, False, ["3.10.16"], []),
+        ("PyPy3.10", "pypy", None, False, ["3.10.16"], []),
+        ("graalpy-3.12", "graalpy", None, False, ["3.12.0"], []),
+        ("cp312", "cpython", None, False, ["3.12.0"], []),
+        ("pp310", "pypy", None, False, ["3.10.0"], []),
+        ("python3.12", "cpython", None, False, ["3.12.0"], []),
+        ("3.13t", None, "freethreaded", False, ["3.13.1"], []),
+        ("3.13+freethreaded", None, "freethreaded", False, ["3.13.1"], []),
+        ("3.12d", None, "debug", False, ["3.12.1"], []),
+        ("3.13td", None, "freethreaded+debug", False, ["3.13.1"], []),
+        ("3.13+debug+freethreaded", None, "freethreaded+debug", False, ["3.13.1"], []),
+        ("pypy-3.11.15", "pypy", None, False, ["3.11.15"], ["3.11.14"]),
+    ],
+)
+def test_python_requests(
+    text: str,
+    impl: str | None,
+    variant: str | None,
+    per_minor: bool,
+    yes: list[str],
+    no: list[str],
+) -> None:
+    r = PR(text)
+    assert (r.implementation, r.variant, r.per_minor) == (impl, variant, per_minor)
+    assert str(r) == "".join(text.split()).lower()
+    for v in yes:
+        assert r.matches(V(v)), v
+    for v in no:
+        assert not r.matches(V(v)), v
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "3", "3.x", ">=3", "=>3.10", "3.13-3.10", "3.12tt", "3.12+jit", "jython-3.12", "3.12.*"],
+)
+def test_python_request_errors(bad: str) -> None:
+    with pytest.raises(UsageError) as info:
+        PR(bad)
+    assert repr(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_request_list_joins_specifier_clauses() -> None:
+    got = parse_request_list("3.9, >=3.11,<3.13, pypy@>=3.10,<3.11, 3.9")
+    assert [str(r) for r in got] == ["3.9", ">=3.11,<3.13", "pypy@>=3.10,<3.11"]
+    assert got[2].implementation == "pypy" and got[2].per_minor
+    assert PR("3.15.0rc1").explicit_prerelease and not PR("3.15").explicit_prerelease
+    assert PythonRequest.from_version_request(VersionRequest(3, 12, 1)) == PR("3.12.1")
+    for bad in ("", "3.9,,3.10", "3.9,"):
+        with pytest.raises(UsageError):
+            parse_request_list(bad)

@@ -64,6 +64,10 @@ class Artifact:
     local_prefix: Optional[str] = None
     unpacked_size: Optional[int] = None
     file_count: Optional[int] = None
+    sha256_source: Optional[str] = None
+    """``"catalog"``: the sha256 came from the catalog and the download matched it;
+    ``"computed"``: the catalog had none (``--allow-unhashed``) and it was computed at bundle
+    time; None: not recorded (local prefixes, older bundles)."""
 
     @property
     def member(self) -> str:
@@ -117,6 +121,7 @@ class Artifact:
             "build_prefix": self.build_prefix,
             "unpacked_size": self.unpacked_size,
             "file_count": self.file_count,
+            **({"sha256_source": self.sha256_source} if self.sha256_source else {}),
         }
 
     @classmethod
@@ -145,6 +150,7 @@ class Artifact:
             local_prefix=source.get("local_prefix"),
             unpacked_size=data.get("unpacked_size"),
             file_count=data.get("file_count"),
+            sha256_source=data.get("sha256_source"),
         )
 
 

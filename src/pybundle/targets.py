@@ -30,12 +30,15 @@ from pybundle.errors import PlatformMismatchError, ResolutionError
 __all__ = [
     "ACCEPTED_PLATFORMS",
     "ARCH_VARIANTS",
+    "PLATFORM_GROUPS",
+    "PlatformGroup",
     "Target",
     "cpu_supports",
     "host_can_run",
     "host_target",
     "is_known_target",
     "parse_platform",
+    "parse_platform_or_group",
     "parse_triple",
 ]
 
@@ -480,3 +483,57 @@ def host_can_run(target: Target, host: Optional[Target] = None) -> bool:
     want = _VARIANT_RANK.get(target.arch_variant)
     have = _VARIANT_RANK.get(host.arch_variant)
     return want is not None and have is not None and want <= have
+
+
+@dataclass(frozen=True)
+class PlatformGroup:
+    """A named set of platforms for ``--platform``, expanded against a catalog: every target of
+    the catalog whose OS (and libc, when given) fits. CPU levels (``x86_64_v2``...) are never
+    part of a group: they are a choice, not another platform.
+
+    Fields: ``name`` as typed (``all-linux``); ``os`` in catalog terms or None for any;
+    ``libcs`` the accepted ``libc`` values, or None for any.
+    """
+
+    name: str
+    os: Optional[str]
+    libcs: Optional[tuple[str, ...]] = None
+
+    def matches(self, target: Target) -> bool:
+        """True if ``target`` belongs to the group (baseline CPU level only)."""
+        if target.arch_variant is not None:
+            return False
+        if self.os is not None and target.os != self.os:
+            return False
+        return self.libcs is None or target.libc in self.libcs
+
+    def __str__(self) -> str:
+        return self.name
+
+
+#: The groups :func:`parse_platform_or_group` knows, by name.
+PLATFORM_GROUPS: dict[str, PlatformGroup] = {
+    g.name: g
+    for g in (
+        PlatformGroup("all", None),
+        PlatformGroup("all-linux", "linux"),
+        PlatformGroup("all-linux-gnu", "linux", ("gnu", "gnueabi", "gnueabihf")),
+        PlatformGroup("all-linux-musl", "linux", ("musl",)),
+        PlatformGroup("all-macos", "darwin"),
+        PlatformGroup("all-windows", "windows"),
+    )
+}
+
+
+def parse_platform_or_group(name: str) -> Target | PlatformGroup:
+    """A :data:`PLATFORM_GROUPS` name (``all``, ``all-linux``, ``all-linux-gnu``,
+    ``all-linux-musl``, ``all-macos``, ``all-windows``; case-insensitive) or any spelling
+    :func:`parse_platform` accepts.
+
+    Raises:
+        ResolutionError: neither a group nor a known platform (one line, names the text).
+    """
+    group = PLATFORM_GROUPS.get(name.strip().lower())
+    if group is not None:
+        return group
+    return parse_platform(name)

@@ -16,7 +16,17 @@ from typing import Any, Optional
 
 from pybundle.errors import UsageError
 
-__all__ = ["PythonVersion", "VersionRequest", "parse_version_list"]
+__all__ = [
+    "IMPLEMENTATION_NAMES",
+    "PRERELEASE_POLICIES",
+    "Clause",
+    "PythonRequest",
+    "PythonVersion",
+    "VersionRequest",
+    "parse_python_request",
+    "parse_request_list",
+    "parse_version_list",
+]
 
 _PRERELEASE_RE = re.compile(r"(a|b|rc)(\d+)")
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)((?:a|b|rc)\d+)?")
@@ -174,6 +184,267 @@ def parse_version_list(text: str) -> list[VersionRequest]:
     result: list[VersionRequest] = []
     for item in items:
         req = VersionRequest.parse(item)
+        if req not in result:
+            result.append(req)
+    return result
+
+
+# ---- the richer requests of ``pybundle bundle`` -----------------------------------------------
+
+#: Implementations a request may name, as uv's catalog names them (entry ``name``).
+IMPLEMENTATION_NAMES: tuple[str, ...] = ("cpython", "pypy", "graalpy")
+#: ``--prerelease`` policies: ``disallow`` (default: a prerelease only when named), ``allow``
+#: (prereleases compete with finals, newest wins), ``if-necessary`` (a prerelease only when no
+#: final release matches; what ``uv python install`` does).
+PRERELEASE_POLICIES: tuple[str, ...] = ("disallow", "allow", "if-necessary")
+
+_IMPL_ALIASES = {
+    "cpython": "cpython",
+    "python": "cpython",
+    "cp": "cpython",
+    "pypy": "pypy",
+    "pp": "pypy",
+    "graalpy": "graalpy",
+    "gp": "graalpy",
+}
+_IMPL_RE = re.compile(r"(cpython|pypy|graalpy|python)(?:[-@]|(?=\d))")
+_SHORT_IMPL_RE = re.compile(r"(cp|pp|gp)(\d)(\d+)")
+_OPERATORS = ("~=", "==", "!=", ">=", "<=", ">", "<")
+_CLAUSE_RE = re.compile(r"(~=|==|!=|>=|<=|>|<)\s*(\d+(?:\.\d+){0,2}(?:(?:a|b|rc)\d+)?)(\.\*)?")
+_PLAIN_RE = re.compile(
+    r"(\d+)\.(\d+)(?:\.(\d+)((?:a|b|rc)\d+)?)?(t|d|td)?((?:\+(?:freethreaded|debug))*)"
+)
+_RANGE_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?)\s*-\s*(\d+\.\d+(?:\.\d+)?)")
+_VARIANT_FROM_SUFFIX = {"t": "freethreaded", "d": "debug", "td": "freethreaded+debug"}
+
+_PYTHON_REQUEST_FORMS = (
+    "expected 3.12, 3.12.1, 3.15.0rc1, a range such as >=3.10,<3.13 or 3.10-3.13, optionally "
+    "prefixed by an implementation (cpython-3.12, pypy@3.10, pypy3.10, cp312) and followed by a "
+    "variant (3.13t, 3.13+freethreaded, 3.12+debug)"
+)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One version comparison of a request, PEP 440 style: ``op`` is one of ``==``, ``!=``,
+    ``>=``, ``<=``, ``>``, ``<``; ``version`` is padded with zeros (``3.12`` -> 3.12.0);
+    ``wildcard`` is True for ``==3.12.*`` / ``!=3.12.*`` (compare only the given ``length``
+    leading numbers)."""
+
+    op: str
+    version: PythonVersion
+    length: int = 3
+    wildcard: bool = False
+
+    def matches(self, v: PythonVersion) -> bool:
+        """True if ``v`` satisfies this clause (prerelease policy is applied elsewhere, except
+        PEP 440's rule that ``<3.14`` does not admit 3.14.0 prereleases)."""
+        if self.wildcard:
+            mine = (self.version.major, self.version.minor, self.version.patch)[: self.length]
+            theirs = (v.major, v.minor, v.patch)[: self.length]
+            return (mine == theirs) == (self.op == "==")
+        if self.op == "==":
+            return v == self.version
+        if self.op == "!=":
+            return v != self.version
+        if self.op == ">=":
+            return v >= self.version
+        if self.op == "<=":
+            return v <= self.version
+        if self.op == ">":
+            return v > self.version
+        # "<": PEP 440 excludes prereleases of the bound itself (<3.14 rejects 3.14.0a1)
+        release = (self.version.major, self.version.minor, self.version.patch)
+        if (
+            not self.version.is_prerelease
+            and v.is_prerelease
+            and release
+            == (
+                v.major,
+                v.minor,
+                v.patch,
+            )
+        ):
+            return False
+        return v < self.version
+
+    def __str__(self) -> str:
+        parts = (self.version.major, self.version.minor, self.version.patch)[: self.length]
+        text = ".".join(str(n) for n in parts)
+        if self.length == 3:
+            text += self.version.prerelease
+        return f"{self.op}{text}{'.*' if self.wildcard else ''}"
+
+
+@dataclass(frozen=True)
+class PythonRequest:
+    """A request of ``pybundle bundle --versions``: which implementation, which versions, which
+    build variant.
+
+    Fields:
+        text: the request as typed (normalised to lower case, no spaces), for messages.
+        implementation: ``"cpython"``, ``"pypy"``, ``"graalpy"``, or None (the default, cpython).
+        variant: ``"freethreaded"``, ``"debug"``, ``"freethreaded+debug"`` when the request says
+            so (``3.13t``, ``3.13+debug``), else None (the ``--variant`` option decides).
+        clauses: all must hold (see :class:`Clause`).
+        per_minor: True for ranges (``>=3.10,<3.13``, ``3.10-3.13``): the resolver then picks
+            the newest matching release of *each* minor; False: one pick, the newest.
+        explicit_prerelease: a clause names a prerelease (``3.15.0rc1``), so prereleases match
+            whatever the ``--prerelease`` policy.
+    """
+
+    text: str
+    implementation: Optional[str]
+    variant: Optional[str]
+    clauses: tuple[Clause, ...]
+    per_minor: bool = False
+    explicit_prerelease: bool = False
+
+    def matches(self, v: PythonVersion) -> bool:
+        """True if ``v`` satisfies every clause (prereleases included: see the resolver)."""
+        return all(c.matches(v) for c in self.clauses)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def from_version_request(cls, request: VersionRequest) -> PythonRequest:
+        """The same request as a :class:`VersionRequest` (``3.12``, ``3.12.1``, ``3.15.0rc1``)."""
+        return parse_python_request(str(request))
+
+
+def _padded(text: str, source: str) -> tuple[PythonVersion, int]:
+    """``"3.12"`` -> (3.12.0, 2); ``"3.12.1rc1"`` -> (3.12.1rc1, 3)."""
+    m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.(\d+)((?:a|b|rc)\d+)?)?", text)
+    if m is None or m.group(2) is None:
+        raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
+    length = 3 if m.group(3) is not None else 2
+    version = PythonVersion(
+        int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), m.group(4) or ""
+    )
+    return version, length
+
+
+def _clauses_of_specifiers(spec: str, source: str) -> tuple[Clause, ...]:
+    clauses: list[Clause] = []
+    for raw in spec.split(","):
+        m = _CLAUSE_RE.fullmatch(raw.strip())
+        if m is None:
+            raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
+        op, number, star = m.group(1), m.group(2), bool(m.group(3))
+        version, length = _padded(number, source)
+        if star:
+            if op not in ("==", "!=") or version.is_prerelease:
+                raise UsageError(
+                    f"invalid Python version request {source!r}: .* only follows == or != "
+                    "and a release number"
+                )
+            clauses.append(Clause(op, version, length, wildcard=True))
+        elif op == "~=":
+            clauses.append(Clause(">=", version))
+            clauses.append(Clause("==", version, length - 1, wildcard=True))
+        else:
+            clauses.append(Clause(op, version))
+    return tuple(clauses)
+
+
+def parse_python_request(text: str) -> PythonRequest:
+    """Parse one request of ``pybundle bundle --versions`` (case and spaces ignored).
+
+    Forms (uv's request syntax, ``uv help python``, plus inclusive minor ranges):
+
+    * ``3.12`` (newest final patch of 3.12), ``3.12.1`` (exactly), ``3.15.0rc1`` (a prerelease);
+    * PEP 440 specifier sets ``>=3.10,<3.13``, ``==3.12.*``, ``~=3.12.1``, ``!=3.11.*``;
+    * ``3.10-3.13``: every minor from 3.10 to 3.13 inclusive (``>=3.10,<3.14``);
+    * an implementation first: ``cpython-3.12``, ``pypy@3.10``, ``pypy3.10``, ``python3.12``,
+      ``graalpy-3.12``, ``cp312``, ``pp310``;
+    * a variant after a plain version: ``3.13t`` / ``3.13+freethreaded``, ``3.12d`` /
+      ``3.12+debug``, ``3.13td`` / ``3.13+freethreaded+debug``.
+
+    Ranges and specifier sets set ``per_minor``: one interpreter per matching minor.
+
+    Raises:
+        UsageError: anything else; the one-line message quotes the text and lists the forms.
+    """
+    source = text
+    rest = "".join(text.split()).lower()
+    if not rest:
+        raise UsageError(f"empty Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
+    implementation: Optional[str] = None
+    short = _SHORT_IMPL_RE.fullmatch(rest)
+    if short:
+        implementation = _IMPL_ALIASES[short.group(1)]
+        rest = f"{short.group(2)}.{short.group(3)}"
+    else:
+        m = _IMPL_RE.match(rest)
+        if m:
+            implementation = _IMPL_ALIASES[m.group(1)]
+            rest = rest[m.end() :]
+    normal = "".join(text.split()).lower()
+    if rest.startswith(_OPERATORS):
+        clauses = _clauses_of_specifiers(rest, source)
+        explicit = any(c.version.is_prerelease for c in clauses)
+        return PythonRequest(normal, implementation, None, clauses, True, explicit)
+    ranged = _RANGE_RE.fullmatch(rest)
+    if ranged:
+        low, _ = _padded(ranged.group(1), source)
+        high, high_len = _padded(ranged.group(2), source)
+        if high < low:
+            raise UsageError(f"invalid Python version range {source!r}: the end is below the start")
+        upper = (
+            Clause("<", PythonVersion(high.major, high.minor + 1, 0))
+            if high_len == 2
+            else Clause("<=", high)
+        )
+        return PythonRequest(normal, implementation, None, (Clause(">=", low), upper), True)
+    m = _PLAIN_RE.fullmatch(rest)
+    if m is None:
+        raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
+    variant = _VARIANT_FROM_SUFFIX.get(m.group(5) or "")
+    plus = [p for p in (m.group(6) or "").split("+") if p]
+    if plus:
+        if variant is not None or len(set(plus)) != len(plus):
+            raise UsageError(f"invalid Python version request {source!r}: variant given twice")
+        variant = "+".join(sorted(plus, key=lambda p: p != "freethreaded"))
+    major, minor = int(m.group(1)), int(m.group(2))
+    if m.group(3) is None:
+        clause = Clause("==", PythonVersion(major, minor, 0), 2, wildcard=True)
+        return PythonRequest(normal, implementation, variant, (clause,))
+    version = PythonVersion(major, minor, int(m.group(3)), m.group(4) or "")
+    return PythonRequest(
+        normal, implementation, variant, (Clause("==", version),), False, version.is_prerelease
+    )
+
+
+def parse_request_list(text: str) -> list[PythonRequest]:
+    """Parse a comma-separated list of :func:`parse_python_request` requests, in order.
+
+    A comma also joins the clauses of one specifier set: an item that starts with an operator
+    continues the previous item when that one is a specifier set, so ``3.9,>=3.11,<3.13`` is two
+    requests (``3.9`` and ``>=3.11,<3.13``). Duplicates are kept once, first position.
+
+    Raises:
+        UsageError: an empty list or item, or an invalid request (quoted).
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise UsageError(f"empty Python version list {text!r}: {_PYTHON_REQUEST_FORMS}")
+    if not all(items):
+        raise UsageError(f"empty item in Python version list {text!r}")
+    grouped: list[str] = []
+    for item in items:
+        starts_spec = item.lstrip().startswith(_OPERATORS)
+        if starts_spec and grouped:
+            prev = grouped[-1].lower()
+            m = _IMPL_RE.match(prev)
+            prev_rest = prev[m.end() :] if m else prev
+            if prev_rest.startswith(_OPERATORS):
+                grouped[-1] = f"{grouped[-1]},{item}"
+                continue
+        grouped.append(item)
+    result: list[PythonRequest] = []
+    for item in grouped:
+        req = parse_python_request(item)
         if req not in result:
             result.append(req)
     return result

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from pybundle.bundler.catalog import CatalogEntry, load_catalog
-from pybundle.bundler.resolve import resolve
+from pybundle.bundler.resolve import resolve, resolve_picks
 from pybundle.errors import ResolutionError, UsageError
-from pybundle.targets import Target, parse_platform
-from pybundle.versions import PythonVersion, VersionRequest, parse_version_list
+from pybundle.targets import Target, parse_platform, parse_platform_or_group
+from pybundle.versions import PythonVersion, VersionRequest, parse_request_list, parse_version_list
 
 CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
 LINUX = parse_platform("linux-x86_64")
@@ -197,10 +197,124 @@ def _fake(key: str, version: str, build: str, sha256: str | None) -> CatalogEntr
 
 def test_sha256_and_build_tie_breaks() -> None:
     a = _fake("a", "3.12.2", "20240101", "a" * 64)
-    b = _fake("b", "3.12.3", "20240101", None)  # newer but unverifiable: skipped
+    b = _fake("b", "3.12.3", "20240101", None)  # newest, but unverifiable
     c = _fake("c", "3.12.2", "20240301", "c" * 64)  # same version, newer build wins
-    assert resolve([a, b, c], parse_version_list("3.12"), [LINUX]) == [c]
+    assert resolve([a, c], parse_version_list("3.12"), [LINUX]) == [c]
+    # the newest is refused, never silently replaced by an older verifiable release
     with pytest.raises(ResolutionError, match="no sha256") as info:
-        resolve([a, b, c], parse_version_list("3.12.3"), [LINUX])
-    assert "only as b, which has no sha256" in str(info.value)
-    assert "\n" not in str(info.value)
+        resolve([a, b, c], parse_version_list("3.12"), [LINUX])
+    assert "only as b.tar.gz, which has no sha256" in str(info.value)
+    assert "--allow-unhashed" in str(info.value) and "\n" not in str(info.value)
+    assert resolve([a, b, c], parse_version_list("3.12"), [LINUX], allow_unhashed=True) == [b]
+    assert resolve([a, b, c], parse_version_list("3.12.2"), [LINUX]) == [c]
+
+
+R = parse_request_list
+
+
+def _keys(
+    entries: list[CatalogEntry], requests: str, platforms: str = "linux-x86_64", **kw: Any
+) -> list[str]:
+    targets = [parse_platform_or_group(p) for p in platforms.split(",")]
+    return [e.key for e in resolve(entries, R(requests), targets, **kw)]
+
+
+def test_ranges_pick_the_newest_patch_of_each_minor(entries: list[CatalogEntry]) -> None:
+    want = [
+        "cpython-3.10.21-linux-x86_64-gnu",
+        "cpython-3.11.16-linux-x86_64-gnu",
+        "cpython-3.12.14-linux-x86_64-gnu",
+    ]
+    assert _keys(entries, ">=3.10,<3.13") == want
+    assert _keys(entries, "3.10-3.12") == want
+    assert _keys(entries, "cpython@>=3.10, <3.13") == want
+    assert _keys(entries, ">=3.12.2,<=3.12.13") == ["cpython-3.12.13-linux-x86_64-gnu"]
+    assert _keys(entries, "==3.11.*") == ["cpython-3.11.16-linux-x86_64-gnu"]
+    assert _keys(entries, "~=3.13.0") == ["cpython-3.13.15-linux-x86_64-gnu"]
+    # open-ended: every minor from 3.13 on, without the prerelease-only 3.15...
+    assert _keys(entries, ">=3.13") == [
+        "cpython-3.13.15-linux-x86_64-gnu",
+        "cpython-3.14.7-linux-x86_64-gnu",
+    ]
+    # ...which the policies bring in
+    assert (
+        _keys(entries, ">=3.13", prerelease="if-necessary")[-1]
+        == "cpython-3.15.0rc1-linux-x86_64-gnu"
+    )
+    with pytest.raises(ResolutionError, match=r"^no cpython >=3\.20 for .*available: 3\.8, 3\.9"):
+        _keys(entries, ">=3.20")
+
+
+def test_prerelease_policies(entries: list[CatalogEntry]) -> None:
+    assert _keys(entries, "3.15", prerelease="allow") == ["cpython-3.15.0rc1-linux-x86_64-gnu"]
+    assert _keys(entries, "3.15", prerelease="if-necessary") == [
+        "cpython-3.15.0rc1-linux-x86_64-gnu"
+    ]
+    with pytest.raises(ResolutionError, match="--prerelease allow"):
+        _keys(entries, "3.15")
+    a = _fake("a", "3.14.4", "20260414", "a" * 64)
+    b = _fake("b", "3.14.5rc1", "20260508", "b" * 64)
+    assert resolve([a, b], R("3.14"), [LINUX], prerelease="allow") == [b]
+    assert resolve([a, b], R("3.14"), [LINUX], prerelease="if-necessary") == [a]
+    assert resolve([a, b], R("3.14"), [LINUX]) == [a]
+    assert resolve([a, b], R("<3.14.5"), [LINUX], prerelease="allow") == [a]  # PEP 440
+    with pytest.raises(UsageError, match="sometimes"):
+        resolve([a], R("3.14"), [LINUX], prerelease="sometimes")
+
+
+def test_implementations_and_variants_in_the_request(entries: list[CatalogEntry]) -> None:
+    assert _keys(entries, "pypy-3.10") == ["pypy-3.10.16-linux-x86_64-gnu"]
+    assert _keys(entries, "pypy@3.11,pypy3.10") == [
+        "pypy-3.11.15-linux-x86_64-gnu",
+        "pypy-3.10.16-linux-x86_64-gnu",
+    ]
+    assert _keys(entries, "graalpy-3.12") == ["graalpy-3.12.0-linux-x86_64-gnu"]
+    assert _keys(entries, "cp312") == ["cpython-3.12.14-linux-x86_64-gnu"]
+    assert _keys(entries, "3.13t") == ["cpython-3.13.15+freethreaded-linux-x86_64-gnu"]
+    assert _keys(entries, "3.13+freethreaded") == _keys(entries, "3.13", variant="freethreaded")
+    assert _keys(entries, "3.13td") == ["cpython-3.13.15+freethreaded+debug-linux-x86_64-gnu"]
+    assert _keys(entries, "3.12d") == ["cpython-3.12.14+debug-linux-x86_64-gnu"]
+
+
+def test_build_pin(entries: list[CatalogEntry]) -> None:
+    assert _keys(entries, "3.12", build="20240107") == ["cpython-3.12.1-linux-x86_64-gnu"]
+    with pytest.raises(ResolutionError, match="no cpython builds of release 20991231") as info:
+        _keys(entries, "3.12", build="20991231")
+    assert "20260814" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_platform_groups_and_cross_product(entries: list[CatalogEntry]) -> None:
+    keys = _keys(entries, "3.11,3.12", "linux-x86_64,macos-aarch64")
+    assert keys == [
+        "cpython-3.11.16-linux-x86_64-gnu",
+        "cpython-3.11.16-darwin-aarch64-none",
+        "cpython-3.12.14-linux-x86_64-gnu",
+        "cpython-3.12.14-darwin-aarch64-none",
+    ]
+    linux = _keys(entries, "3.12", "all-linux")
+    assert (
+        "cpython-3.12.14-linux-x86_64-musl" in linux
+        and "cpython-3.12.14-linux-riscv64-gnu" in linux
+    )
+    assert all("-linux-" in k and "_v" not in k for k in linux)
+    assert _keys(entries, "3.12", "all-macos") == [
+        "cpython-3.12.14-darwin-aarch64-none",
+        "cpython-3.12.14-darwin-x86_64-none",
+    ]
+    # a group member lacking the version is skipped and reported, not an error
+    picks, skipped = resolve_picks(entries, R("3.9"), [parse_platform_or_group("all-windows")])
+    assert picks and skipped
+    assert {s.target.friendly for s in skipped} == {"windows-aarch64"}
+    assert "no cpython 3.9 for windows-aarch64" in skipped[0].reason
+    with pytest.raises(ResolutionError, match=r"no cpython 2\.7 for"):
+        resolve(entries, R("2.7"), [parse_platform_or_group("all")])
+
+
+def test_flavour(entries: list[CatalogEntry]) -> None:
+    (e,) = resolve(entries, R("3.12.1"), [LINUX], flavour="install_only")
+    assert e.flavour == "install_only"
+    with pytest.raises(ResolutionError, match="only as install_only_stripped, not full") as info:
+        resolve(entries, R("3.12"), [LINUX], flavour="full")
+    assert "--pbs-release 20260814" in str(info.value)
+    with pytest.raises(UsageError, match="flavour"):
+        resolve(entries, R("3.12"), [LINUX], flavour="tiny")

@@ -9,20 +9,29 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Optional
 
 from pybundle.bundler.cache import Cache
-from pybundle.bundler.catalog import CatalogEntry, apply_mirror, load_catalog
-from pybundle.bundler.download import DEFAULT_JOBS, DownloadItem, DownloadResult, fetch_all
+from pybundle.bundler.catalog import CatalogEntry, apply_mirror, load_catalog, load_pbs_release
+from pybundle.bundler.download import (
+    DEFAULT_JOBS,
+    Downloader,
+    DownloadItem,
+    DownloadResult,
+    DownloadSummary,
+    Progress,
+    summarize,
+)
 from pybundle.bundler.pack import write_bundle
 from pybundle.bundler.prefix import pack_prefix, probe_prefix
-from pybundle.bundler.resolve import resolve
-from pybundle.errors import AlreadyExistsError, ResolutionError, StorageError
+from pybundle.bundler.resolve import Skipped, resolve_picks
+from pybundle.errors import AlreadyExistsError, ResolutionError, StorageError, UsageError
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import SecretKey
-from pybundle.targets import Target
-from pybundle.versions import VersionRequest
+from pybundle.targets import PlatformGroup, Target
+from pybundle.versions import PythonRequest, VersionRequest
 
 PBS_BUILD_PREFIX = "/install"
 """python-build-standalone configures CPython with this placeholder prefix (PBS docs)."""
@@ -30,10 +39,70 @@ PBS_BUILD_PREFIX = "/install"
 
 @dataclass(frozen=True)
 class PlannedArtifact:
-    """A resolved catalog entry with the URL it will be fetched from (mirror applied)."""
+    """A resolved catalog entry with the URL it will be fetched from (mirror applied).
+
+    ``request`` and ``target`` say which request and platform chose it (None when built
+    directly); ``cached`` is set by :func:`mark_cached` (None: not checked).
+    """
 
     entry: CatalogEntry
     url: str
+    request: Optional[str] = None
+    target: Optional[Target] = None
+    cached: Optional[bool] = None
+
+    @property
+    def item(self) -> DownloadItem:
+        """What the downloader fetches for this artifact."""
+        return DownloadItem(self.url, self.entry.sha256, self.entry.file_name, self.entry.size)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan line as JSON (``--dry-run --json``): sizes in bytes, null when unknown."""
+        e = self.entry
+        return {
+            "request": self.request,
+            "platform": (self.target or e.target).friendly,
+            "key": e.key,
+            "implementation": e.implementation,
+            "version": str(e.version),
+            "variant": e.variant,
+            "build": e.build,
+            "flavour": e.flavour,
+            "target_triple": e.target.triple,
+            "file_name": e.file_name,
+            "url": self.url,
+            "source_url": e.url,
+            "sha256": e.sha256,
+            "size": e.size,
+            "cached": self.cached,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a bundle run would download: ``artifacts`` in bundle order; ``skipped`` members of
+    platform groups that cannot serve a request (see :class:`pybundle.bundler.resolve.Skipped`).
+    """
+
+    artifacts: tuple[PlannedArtifact, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON: ``artifacts`` (see :meth:`PlannedArtifact.to_json`), ``skipped``
+        (request, platform, reason), and totals (``known_bytes`` over known sizes)."""
+        return {
+            "artifacts": [a.to_json() for a in self.artifacts],
+            "skipped": [
+                {"request": str(s.request), "platform": s.target.friendly, "reason": s.reason}
+                for s in self.skipped
+            ],
+            "total": {
+                "artifacts": len(self.artifacts),
+                "cached": sum(1 for a in self.artifacts if a.cached),
+                "known_bytes": sum(a.entry.size or 0 for a in self.artifacts),
+                "unknown_sizes": sum(1 for a in self.artifacts if a.entry.size is None),
+            },
+        }
 
 
 @dataclass
@@ -44,43 +113,116 @@ class BundleReport:
     output: Path
     downloads: list[DownloadResult] = field(default_factory=list)
     seconds: float = 0.0
+    summary: Optional[DownloadSummary] = None
+    plan: Optional[Plan] = None
 
 
 def plan(
     entries: Sequence[CatalogEntry],
-    versions: Sequence[VersionRequest],
-    targets: Sequence[Target],
+    versions: Sequence[VersionRequest | PythonRequest],
+    targets: Sequence[Target | PlatformGroup],
     *,
     mirror: str | None = None,
     implementation: str = "cpython",
     variant: str = "default",
+    flavour: Optional[str] = None,
+    build: Optional[str] = None,
+    prerelease: str = "disallow",
+    allow_unhashed: bool = False,
 ) -> list[PlannedArtifact]:
-    """Resolve each (version, target) pair and apply the mirror. Raises ResolutionError."""
-    picked = resolve(entries, versions, targets, implementation=implementation, variant=variant)
+    """The artifacts of :func:`make_plan` (same arguments and errors)."""
+    return list(
+        make_plan(
+            entries,
+            versions,
+            targets,
+            mirror=mirror,
+            implementation=implementation,
+            variant=variant,
+            flavour=flavour,
+            build=build,
+            prerelease=prerelease,
+            allow_unhashed=allow_unhashed,
+        ).artifacts
+    )
+
+
+def make_plan(
+    entries: Sequence[CatalogEntry],
+    versions: Sequence[VersionRequest | PythonRequest],
+    targets: Sequence[Target | PlatformGroup],
+    *,
+    mirror: str | None = None,
+    implementation: str = "cpython",
+    variant: str = "default",
+    flavour: Optional[str] = None,
+    build: Optional[str] = None,
+    prerelease: str = "disallow",
+    allow_unhashed: bool = False,
+) -> Plan:
+    """Resolve each (request, platform) pair (:func:`pybundle.bundler.resolve.resolve_picks`,
+    whose keyword arguments these are) and apply the mirror (:func:`apply_mirror`).
+
+    Raises ResolutionError (also for an archive format the bundle cannot hold: only tar.gz and
+    tar.zst can, so PyPy's Windows zips are refused) and UsageError.
+    """
+    picks, skipped = resolve_picks(
+        entries,
+        versions,
+        targets,
+        implementation=implementation,
+        variant=variant,
+        flavour=flavour,
+        build=build,
+        prerelease=prerelease,
+        allow_unhashed=allow_unhashed,
+    )
     planned = []
-    for entry in picked:
+    for pick in picks:
+        entry = pick.entry
         if entry.archive_format not in ("tar.gz", "tar.zst"):
             raise ResolutionError(
                 f"{entry.file_name}: {entry.archive_format} archives are not supported "
                 "(tar.gz and tar.zst are)"
             )
-        if not entry.sha256:
-            raise ResolutionError(f"{entry.key}: the catalog gives no sha256 for {entry.url}")
-        planned.append(PlannedArtifact(entry, apply_mirror(entry.url, mirror)))
-    return planned
+        planned.append(
+            PlannedArtifact(entry, apply_mirror(entry.url, mirror), str(pick.request), pick.target)
+        )
+    return Plan(tuple(planned), tuple(skipped))
 
 
-def artifact_for_entry(entry: CatalogEntry, size: int) -> Artifact:
+def mark_cached(planned: Plan, cache: Cache) -> Plan:
+    """The plan with ``cached`` set: True when a file of the archive's sha256 and name is in
+    the cache (not re-hashed here: the download step verifies hits), False otherwise (always
+    for archives without a sha256)."""
+    marked = [
+        replace(
+            a,
+            cached=bool(a.entry.sha256)
+            and cache.path_for(a.entry.sha256 or "", a.entry.file_name).is_file(),
+        )
+        for a in planned.artifacts
+    ]
+    return Plan(tuple(marked), planned.skipped)
+
+
+def artifact_for_entry(entry: CatalogEntry, size: int, sha256: Optional[str] = None) -> Artifact:
     """The manifest record of a downloaded catalog archive of ``size`` bytes.
 
-    PBS install_only archives hold ``python/``; full archives hold ``python/install/``
-    (PBS docs/distributions.rst). CPython builds use the ``/install`` build prefix.
+    ``sha256`` is the digest computed at download time; it is recorded with
+    ``sha256_source="computed"`` when the catalog has none, else the catalog's is used
+    (``"catalog"``). PBS install_only archives hold ``python/``; full archives hold
+    ``python/install/`` (PBS docs/distributions.rst). CPython builds use the ``/install``
+    build prefix.
     """
-    assert entry.sha256 is not None
+    digest = entry.sha256 or sha256
+    if not digest:
+        raise ResolutionError(f"{entry.key}: no sha256 known for {entry.url}")
     return Artifact(
         file_name=entry.file_name,
         size=size,
-        sha256=entry.sha256,
+        sha256=digest,
+        sha256_source="catalog" if entry.sha256 else "computed",
         implementation=entry.implementation,
         version=str(entry.version),
         build=entry.build,
@@ -94,12 +236,34 @@ def artifact_for_entry(entry: CatalogEntry, size: int) -> Artifact:
     )
 
 
+def load_entries(
+    catalog: Optional[str] = None,
+    *,
+    pbs_release: Optional[str] = None,
+    mirror: Optional[str] = None,
+) -> list[CatalogEntry]:
+    """The catalog for a run: PBS release ``pbs_release`` read through its ``SHA256SUMS``
+    (:func:`load_pbs_release`, mirror honoured), else ``catalog`` (uv downloads-JSON path/URL,
+    or a directory of PBS archives: :func:`load_catalog`), else the default
+    (:func:`load_catalog_default`).
+
+    Raises UsageError when both ``catalog`` and ``pbs_release`` are given, and the errors of
+    the loaders (CatalogError, DownloadError).
+    """
+    if pbs_release and catalog:
+        raise UsageError("give either --catalog or --pbs-release, not both")
+    if pbs_release:
+        return load_pbs_release(pbs_release, mirror=mirror)
+    return load_catalog(catalog) if catalog else load_catalog_default()
+
+
 def build_bundle(
     output: Path,
     *,
-    versions: Sequence[VersionRequest] = (),
-    targets: Sequence[Target] = (),
+    versions: Sequence[VersionRequest | PythonRequest] = (),
+    targets: Sequence[Target | PlatformGroup] = (),
     catalog: str | None = None,
+    pbs_release: str | None = None,
     mirror: str | None = None,
     cache_dir: Path,
     secret_key: SecretKey | None,
@@ -109,11 +273,19 @@ def build_bundle(
     jobs: int = DEFAULT_JOBS,
     force: bool = False,
     serial: int | None = None,
+    variant: str = "default",
+    flavour: Optional[str] = None,
+    build: Optional[str] = None,
+    prerelease: str = "disallow",
+    allow_unhashed: bool = False,
+    progress: Optional[Progress] = None,
+    entries: Optional[Sequence[CatalogEntry]] = None,
 ) -> BundleReport:
-    """Resolve, download, pack local prefixes and write the bundle. See the CLI for semantics.
+    """Resolve, download, pack local prefixes and write the bundle. See the CLI for semantics;
+    ``entries`` replaces loading a catalog (tests, callers that loaded one already).
 
-    Raises the typed errors of each step: ResolutionError, DownloadError, HashMismatchError,
-    AlreadyExistsError, StorageError, UsageError.
+    Raises the typed errors of each step: ResolutionError, CatalogError, DownloadError,
+    HashMismatchError, AlreadyExistsError, StorageError, UsageError.
     """
     started = time.monotonic()
     output = output.absolute()
@@ -122,16 +294,33 @@ def build_bundle(
     infos = [probe_prefix(p) for p in from_prefixes]
     items: list[tuple[Artifact, Path]] = []
     downloads: list[DownloadResult] = []
+    summary: Optional[DownloadSummary] = None
+    the_plan: Optional[Plan] = None
     if versions:
-        entries = load_catalog(catalog) if catalog else load_catalog_default()
-        planned = plan(entries, versions, targets, mirror=mirror)
-        cache = Cache(cache_dir)
-        downloads = fetch_all(
-            [DownloadItem(p.url, p.entry.sha256 or "", p.entry.file_name) for p in planned],
-            cache,
-            jobs=jobs,
+        if entries is None:
+            entries = load_entries(catalog, pbs_release=pbs_release, mirror=mirror)
+        the_plan = make_plan(
+            entries,
+            versions,
+            targets,
+            mirror=mirror,
+            variant=variant,
+            flavour=flavour,
+            build=build,
+            prerelease=prerelease,
+            allow_unhashed=allow_unhashed,
         )
-        items = [(artifact_for_entry(p.entry, d.size), d.path) for p, d in zip(planned, downloads)]
+        downloader = Downloader(Cache(cache_dir), jobs=jobs, progress=progress)
+        fetch_started = time.monotonic()
+        try:
+            downloads = downloader.fetch_all([p.item for p in the_plan.artifacts])
+        finally:
+            downloader.close()
+        summary = summarize(downloads, time.monotonic() - fetch_started)
+        items = [
+            (artifact_for_entry(p.entry, d.size, d.sha256), d.path)
+            for p, d in zip(the_plan.artifacts, downloads)
+        ]
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".work", dir=output.parent))
     except OSError as exc:
@@ -150,7 +339,7 @@ def build_bundle(
         manifest = write_bundle(output, items, secret_key=secret_key, force=force, serial=serial)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return BundleReport(manifest, output, downloads, time.monotonic() - started)
+    return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
 
 
 def load_catalog_default() -> list[CatalogEntry]:

@@ -1,22 +1,37 @@
-"""The download cache: archives stored under names that carry their sha256.
+"""The download cache shared by every bundle: archives stored under names that carry their sha256.
 
 Layout (all under the cache root)::
 
-    CACHEDIR.TAG                       marks the directory as a cache (bford.info/cachedir)
-    archives/<sha256>-<file name>      verified archives only
-    archives/.<file name>.<random>.partial   downloads in flight (never a final name)
+    CACHEDIR.TAG                         marks the directory as a cache (bford.info/cachedir)
+    archives/<sha256>-<file name>        verified archives only
+    partial/<key>-<file name>.partial    downloads in flight or interrupted, resumable
+    locks/<key>.lock                     one lock file per entry (filelock), see below
 
-A file gets its final name only by ``os.replace`` of a fully written, hash-checked temporary
-file, so no partial or unverified file ever carries a final name. A cache hit is re-hashed
-before use; a file that no longer matches its name is evicted.
+``<key>`` is the expected sha256, or ``url-<sha256 of the URL>`` for an archive whose catalog
+gives no sha256 (``--allow-unhashed``). A file gets its final name only by ``os.replace`` of a
+fully written, hash-checked ``.partial``, so no partial or unverified file ever carries a final
+name. A cache hit is re-hashed before use; a file that no longer matches its name is evicted.
+Each entry is fetched under its lock, so bundle processes sharing a cache download an archive
+once: the second waits and then finds it. A hit refreshes the file's modification time, which
+``clean(older_than=...)`` reads as the last use.
+
+uv can read these archives from its own cache directory (``UV_PYTHON_CACHE_DIR``) under the
+names of :meth:`Cache.uv_name`; :meth:`Cache.export_uv` links them there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import tempfile
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+import filelock
 import platformdirs
 
 from pybundle.errors import HashMismatchError, StorageError
@@ -28,6 +43,7 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by pybundle.\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
+_SHA_LEN = 64
 
 
 def default_cache_dir() -> Path:
@@ -38,8 +54,36 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("pybundle"))
 
 
+def entry_key(sha256: Optional[str], url: str) -> str:
+    """The lock/partial key of an archive: its sha256, or ``url-<sha256 of url>`` without one."""
+    if sha256:
+        return sha256.lower()
+    return "url-" + hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A verified archive in the cache: ``size`` in bytes, ``last_used`` in Unix seconds."""
+
+    sha256: str
+    file_name: str
+    path: Path
+    size: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What :meth:`Cache.clean` removed: files (archives and partials), bytes, and entries
+    skipped because another process held their lock."""
+
+    files: int
+    bytes: int
+    busy: int
+
+
 class Cache:
-    """A content-addressed store of verified archives under ``root``.
+    """A content-addressed store of verified archives under ``root`` (see the module docstring).
 
     Raises StorageError (naming the path) when the directory cannot be created or written.
     """
@@ -47,22 +91,61 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.archives = root / "archives"
+        self.partials = root / "partial"
+        self.locks = root / "locks"
         try:
-            self.archives.mkdir(parents=True, exist_ok=True)
+            for d in (self.archives, self.partials, self.locks):
+                d.mkdir(parents=True, exist_ok=True)
             tag = root / "CACHEDIR.TAG"
             if not tag.exists():
                 tag.write_text(CACHEDIR_TAG, encoding="ascii")
         except OSError as exc:
             raise StorageError(f"{root}: cannot create the cache directory: {exc}") from exc
 
+    # ---- names
+
     def path_for(self, sha256: str, file_name: str) -> Path:
         """The final name of an archive: ``archives/<sha256>-<file name>``."""
         return self.archives / f"{sha256.lower()}-{file_name}"
 
+    def partial_for(self, key: str, file_name: str) -> Path:
+        """The resumable temporary file of an entry: ``partial/<key>-<file name>.partial``."""
+        return self.partials / f"{key}-{file_name}.partial"
+
+    @staticmethod
+    def uv_name(sha256: str, file_name: str) -> str:
+        """The name uv 0.13 looks for in ``UV_PYTHON_CACHE_DIR``: the first 9 hex digits of the
+        sha256, ``-``, and the URL's file name with ``%2B`` (``+``) replaced by ``-``
+        (uv ``crates/uv-python/src/downloads.rs``)."""
+        return f"{sha256.lower()[:9]}-{file_name.replace('+', '-')}"
+
+    @contextmanager
+    def locked(self, key: str, timeout: float = -1) -> Iterator[None]:
+        """Hold the entry's lock (``locks/<key>.lock``); waits ``timeout`` seconds (-1: forever).
+
+        Raises:
+            filelock.Timeout: when the lock was not acquired in time.
+            StorageError: the lock file cannot be created.
+        """
+        lock = filelock.FileLock(str(self.locks / f"{key}.lock"), timeout=timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise
+        except OSError as exc:
+            raise StorageError(f"{self.locks}: cannot lock a cache entry: {exc}") from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ---- entries
+
     def lookup(self, sha256: str, file_name: str, size: int | None = None) -> Path | None:
         """Return the cached path if present and its bytes still hash to ``sha256``.
 
-        A present file that fails the check is deleted (evicted) and None is returned.
+        Call it under the entry's lock. A present file that fails the check is deleted (evicted)
+        and None is returned; a hit gets its modification time refreshed (last use).
         """
         path = self.path_for(sha256, file_name)
         if not path.is_file():
@@ -72,17 +155,9 @@ class Cache:
         except HashMismatchError:
             path.unlink(missing_ok=True)
             return None
+        with suppress(OSError):
+            os.utime(path)
         return path
-
-    def temp_file(self, file_name: str) -> tuple[int, Path]:
-        """Create a temporary file for a download in flight; returns ``(fd, path)``."""
-        try:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{file_name}.", suffix=".partial", dir=self.archives
-            )
-        except OSError as exc:
-            raise StorageError(f"{self.archives}: cannot create a temporary file: {exc}") from exc
-        return fd, Path(name)
 
     def commit(self, temp: Path, sha256: str, file_name: str) -> Path:
         """Give a verified temporary file its final name (atomic rename); returns that path."""
@@ -94,3 +169,87 @@ class Cache:
             temp.unlink(missing_ok=True)
             raise StorageError(f"{final}: cannot store the download: {exc}") from exc
         return final
+
+    def entries(self) -> list[CacheEntry]:
+        """Every archive under a final name, sorted by file name then sha256 (not re-hashed)."""
+        found = []
+        for path in self.archives.iterdir():
+            name = path.name
+            if len(name) <= _SHA_LEN + 1 or name[_SHA_LEN] != "-" or not path.is_file():
+                continue
+            sha = name[:_SHA_LEN]
+            if any(c not in "0123456789abcdef" for c in sha):
+                continue
+            st = path.stat()
+            found.append(CacheEntry(sha, name[_SHA_LEN + 1 :], path, st.st_size, st.st_mtime))
+        return sorted(found, key=lambda e: (e.file_name, e.sha256))
+
+    def partial_files(self) -> list[Path]:
+        """Every ``.partial`` file (interrupted or in-flight downloads)."""
+        return sorted(p for p in self.partials.iterdir() if p.name.endswith(".partial"))
+
+    def clean(self, older_than: Optional[float] = None, now: Optional[float] = None) -> CleanReport:
+        """Remove archives (and partial downloads) not used for ``older_than`` seconds, or all
+        of them when None. Entries whose lock another process holds are left alone.
+
+        Raises StorageError when a file cannot be removed.
+        """
+        now = time.time() if now is None else now
+        files = size = busy = 0
+        candidates: list[tuple[str, Path]] = [
+            (e.sha256, e.path)
+            for e in self.entries()
+            if older_than is None or now - e.last_used > older_than
+        ]
+        for partial in self.partial_files():
+            st = partial.stat()
+            if older_than is None or now - st.st_mtime > older_than:
+                key = partial.name.split("-", 1)[0]
+                if key == "url":
+                    key = "url-" + partial.name.split("-", 2)[1]
+                candidates.append((key, partial))
+        for key, path in candidates:
+            try:
+                with self.locked(key, timeout=0):
+                    bytes_ = path.stat().st_size if path.exists() else 0
+                    path.unlink(missing_ok=True)
+                    files += 1
+                    size += bytes_
+            except filelock.Timeout:
+                busy += 1
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot remove: {exc.strerror}") from exc
+        return CleanReport(files, size, busy)
+
+    def export_uv(self, dest: Path) -> list[Path]:
+        """Make every cached archive available to uv under :meth:`uv_name` in ``dest``, for
+        ``UV_PYTHON_CACHE_DIR=dest uv python install --offline``. Each archive is re-hashed
+        first (a corrupt one is evicted and skipped), then hard-linked, or copied when ``dest``
+        is on another file system. Existing files of the same name are replaced.
+
+        Returns the paths written. Raises StorageError naming the path on failure.
+        """
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{dest}: cannot create the directory: {exc.strerror}") from exc
+        written = []
+        for entry in self.entries():
+            with self.locked(entry.sha256):
+                path = self.lookup(entry.sha256, entry.file_name)
+                if path is None:
+                    continue
+                target = dest / self.uv_name(entry.sha256, entry.file_name)
+                tmp = dest / f".{target.name}.tmp"
+                try:
+                    tmp.unlink(missing_ok=True)
+                    try:
+                        os.link(path, tmp)
+                    except OSError:
+                        shutil.copyfile(path, tmp)
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise StorageError(f"{target}: cannot export: {exc.strerror}") from exc
+                written.append(target)
+        return written

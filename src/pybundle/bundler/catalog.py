@@ -44,9 +44,15 @@ __all__ = [
     "VARIANTS",
     "CatalogEntry",
     "apply_mirror",
+    "PbsName",
     "default_catalog_source",
+    "entries_from_sha256sums",
     "load_catalog",
+    "load_local_directory",
+    "load_pbs_release",
     "parse_catalog",
+    "parse_pbs_file_name",
+    "parse_sha256sums",
 ]
 
 #: Where PBS release assets live; uv's ``UV_PYTHON_INSTALL_MIRROR`` replaces this prefix.
@@ -106,6 +112,8 @@ class CatalogEntry:
     url: str
     sha256: Optional[str]
     build: str
+    size: Optional[int] = None
+    """Archive size in bytes when the catalog knows it (local directories), else None."""
 
     @property
     def file_name(self) -> str:
@@ -128,6 +136,16 @@ class CatalogEntry:
         if "-install_only." in name:
             return "install_only"
         return "full"
+
+    @property
+    def config(self) -> str:
+        """The PBS build configuration in the file name, e.g. ``"pgo+lto"``, ``"debug"``,
+        ``"freethreaded+pgo+lto"``, ``"shared-pgo"``; ``""`` for plain install_only archives and
+        for PyPy/GraalPy."""
+        if self.implementation != "cpython":
+            return ""
+        parsed = parse_pbs_file_name(self.file_name)
+        return parsed.config if parsed else ""
 
     @property
     def archive_format(self) -> str:
@@ -290,10 +308,12 @@ def _fetch(url: str, session: requests.Session, timeout: float) -> bytes:
 def load_catalog(
     source: str, session: Optional[requests.Session] = None, timeout: float = 30.0
 ) -> list[CatalogEntry]:
-    """Read and parse a catalog (see :func:`parse_catalog`).
+    """Read and parse a catalog (see :func:`parse_catalog`), or a local directory of PBS
+    archives (see :func:`load_local_directory`).
 
     Args:
-        source: a file path, a ``file://`` URL, or an ``http(s)://`` URL.
+        source: a file path, a ``file://`` URL, or an ``http(s)://`` URL of uv's downloads JSON;
+            or the path / ``file://`` URL of a directory of PBS archives.
         session: requests session for HTTP (a new one, closed afterwards, if None).
         timeout: seconds for the HTTP connect and for each read.
 
@@ -302,21 +322,20 @@ def load_catalog(
             :data:`MAX_CATALOG_BYTES`; names the URL.
         CatalogError: the file cannot be read, or the content is not a catalog; names the source.
     """
+    local = _local_path(source)
+    if local is not None and local.is_dir():
+        return load_local_directory(local)
+    data = _load_bytes(source, session, timeout)
+    return parse_catalog(data, source)
+
+
+def _local_path(source: str) -> Optional[Path]:
     scheme = urllib.parse.urlsplit(source).scheme.lower()
     if scheme in ("http", "https"):
-        if session is not None:
-            data = _fetch(source, session, timeout)
-        else:
-            with requests.Session() as own:
-                data = _fetch(source, own, timeout)
-    elif scheme == "file":
-        parts = urllib.parse.urlsplit(source)
-        if parts.netloc not in ("", "localhost"):
-            raise CatalogError(f"cannot read catalog {source}: only local file:// URLs work")
-        data = _read_file(urllib.request.url2pathname(parts.path), source)
-    else:
-        data = _read_file(source, source)
-    return parse_catalog(data, source)
+        return None
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
+    return Path(source)
 
 
 def apply_mirror(url: str, mirror: Optional[str]) -> str:
@@ -332,3 +351,245 @@ def apply_mirror(url: str, mirror: Optional[str]) -> str:
     if url.startswith(prefix):
         return mirror.rstrip("/") + "/" + url[len(prefix) :]
     return url
+
+
+# ---- python-build-standalone release assets, named by PBS's file-name convention -------------
+
+#: ``cpython-<version>[+<build>]-<triple>-<rest>`` (PBS ``docs/distributions.rst``).
+_PBS_NAME_RE = re.compile(
+    r"cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)(?:\+(?P<build>\d{8}))?-"
+    r"(?P<arch>[a-z0-9_]+)-(?:unknown-linux-(?P<libc>gnu|musl|gnueabi|gnueabihf)|"
+    r"(?P<apple>apple-darwin)|(?P<windows>pc-windows-msvc))-(?P<rest>.+)"
+)
+_PBS_REST_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "install_only_stripped",
+        re.compile(r"(?:(?P<config>[a-z0-9+_-]+)-)?install_only_stripped\.tar\.gz"),
+    ),
+    ("install_only", re.compile(r"(?:(?P<config>[a-z0-9+_-]+)-)?install_only\.tar\.gz")),
+    ("full", re.compile(r"(?P<config>[a-z0-9+_-]+)-full\.tar\.zst")),
+    ("full", re.compile(r"(?P<config>[a-z0-9+_-]+)-(?P<stamp>\d{8})T\d{4}\.tar\.zst")),
+)
+
+
+@dataclass(frozen=True)
+class PbsName:
+    """What a python-build-standalone file name says (PBS ``docs/distributions.rst``).
+
+    ``build`` is the release tag in the name (``20240107``), or for 2020-2021 names
+    (``...-pgo+lto-20211017T1616.tar.zst``) the date of the timestamp; ``config`` the build
+    configuration (``pgo+lto``, ``debug``, ``freethreaded+pgo+lto``, ``shared-pgo``, or ``""``);
+    ``flavour`` ``install_only``, ``install_only_stripped`` or ``full``; ``variant`` derived from
+    ``config`` (``freethreaded``, ``debug``, ``freethreaded+debug`` or ``default``).
+    """
+
+    version: PythonVersion
+    build: str
+    target: Target
+    variant: str
+    flavour: str
+    config: str
+
+
+def parse_pbs_file_name(file_name: str) -> Optional[PbsName]:
+    """Parse a PBS CPython archive name (percent-decoded), or return None if it is not one.
+
+    Examples: ``cpython-3.12.1+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz``,
+    ``cpython-3.13.0+20241016-x86_64_v3-unknown-linux-gnu-freethreaded+pgo+lto-full.tar.zst``,
+    ``cpython-3.9.7-x86_64-unknown-linux-gnu-pgo+lto-20211017T1616.tar.zst``. Targets outside
+    :mod:`pybundle.targets` and other assets (``SHA256SUMS``, ``.sha256`` files) give None.
+    """
+    m = _PBS_NAME_RE.fullmatch(file_name)
+    if m is None:
+        return None
+    if m.group("libc"):
+        os_name, libc = "linux", m.group("libc")
+    elif m.group("apple"):
+        os_name, libc = "darwin", "none"
+    else:
+        os_name, libc = "windows", "none"
+    arch_text = m.group("arch")
+    arch_variant: Optional[str] = None
+    head, sep, tail = arch_text.rpartition("_")
+    if sep and tail[:1] == "v" and tail[1:].isdigit():
+        arch_text, arch_variant = head, tail
+    arch = {"ppc64le": "powerpc64le", "arm64": "aarch64"}.get(arch_text, arch_text)
+    target = Target(os_name, arch, libc, arch_variant)
+    if not is_known_target(target):
+        return None
+    rest = m.group("rest")
+    for flavour, pattern in _PBS_REST_RES:
+        r = pattern.fullmatch(rest)
+        if r is None:
+            continue
+        config = r.group("config") or ""
+        stamp = r.groupdict().get("stamp")
+        build = m.group("build") or stamp or ""
+        options = set(re.split(r"[+-]", config))
+        freethreaded, debug = "freethreaded" in options, "debug" in options
+        variant = (
+            "freethreaded+debug"
+            if freethreaded and debug
+            else "freethreaded"
+            if freethreaded
+            else "debug"
+            if debug
+            else "default"
+        )
+        return PbsName(
+            PythonVersion.parse(m.group("version")), build, target, variant, flavour, config
+        )
+    return None
+
+
+def parse_sha256sums(text: str, source: str) -> list[tuple[str, str]]:
+    """Parse a ``SHA256SUMS`` file (``sha256sum`` output: ``<64 hex>  <name>`` or
+    ``<64 hex> *<name>`` per line, as PBS releases publish) into ``(sha256, file name)`` pairs.
+
+    Blank lines and ``#`` comments are skipped; digests are lower-cased.
+
+    Raises:
+        CatalogError: a line is not of that form (names ``source`` and the line number).
+    """
+    pairs: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *]?(\S.*)", stripped)
+        if m is None:
+            raise CatalogError(f"{source}: line {number} is not '<sha256>  <file name>'")
+        pairs.append((m.group(1).lower(), m.group(2).strip()))
+    return pairs
+
+
+def entries_from_sha256sums(
+    pairs: list[tuple[str, Optional[str]]] | list[tuple[str, str]],
+    url_for: Any,
+    release: Optional[str] = None,
+    sizes: Optional[Mapping[str, int]] = None,
+) -> list[CatalogEntry]:
+    """Catalog entries for PBS archives given as ``(file name, sha256 or None)`` pairs.
+
+    ``url_for(file_name) -> str`` gives each archive's URL; ``release`` overrides the build
+    read from names (the tag of the release they were listed in); ``sizes`` maps file names to
+    sizes in bytes when known. Names that are not PBS CPython archives are skipped. Keys follow
+    uv's catalog (``cpython-3.12.1+freethreaded-linux-x86_64-gnu``), so several flavours of one
+    build share a key.
+    """
+    entries: list[CatalogEntry] = []
+    for name, sha256 in pairs:
+        parsed = parse_pbs_file_name(name)
+        if parsed is None:
+            continue
+        variant = "" if parsed.variant == "default" else f"+{parsed.variant}"
+        key = f"cpython-{parsed.version}{variant}-{parsed.target.key}"
+        entries.append(
+            CatalogEntry(
+                key=key,
+                implementation="cpython",
+                version=parsed.version,
+                target=parsed.target,
+                variant=parsed.variant,
+                url=url_for(name),
+                sha256=sha256,
+                build=release or parsed.build,
+                size=(sizes or {}).get(name),
+            )
+        )
+    return entries
+
+
+def _release_url(base: str, tag: str, name: str) -> str:
+    quoted = urllib.parse.quote(name, safe="")
+    return f"{base.rstrip('/')}/{urllib.parse.quote(tag, safe='')}/{quoted}"
+
+
+def load_pbs_release(
+    tag: str,
+    *,
+    mirror: Optional[str] = None,
+    session: Optional[requests.Session] = None,
+    timeout: float = 30.0,
+) -> list[CatalogEntry]:
+    """Every CPython archive of PBS release ``tag`` (e.g. ``"20260814"``), from its
+    ``SHA256SUMS`` asset and the PBS file-name convention (:func:`parse_pbs_file_name`).
+
+    ``SHA256SUMS`` is read from ``<mirror>/<tag>/SHA256SUMS`` (or the upstream release prefix,
+    :data:`PBS_RELEASE_PREFIX`, without a mirror; ``mirror`` may also be a local directory or a
+    ``file://`` URL laid out the same way). Entry URLs use the upstream prefix, so the manifest
+    records the upstream source; :func:`apply_mirror` redirects the downloads.
+
+    Raises:
+        UsageError: ``tag`` is not a plain release tag.
+        DownloadError: the file cannot be fetched (HTTP status, connection; names the URL).
+        CatalogError: it cannot be read or parsed, or lists no CPython archive.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", tag):
+        raise UsageError(f"invalid python-build-standalone release tag {tag!r} (e.g. 20260814)")
+    base = mirror.rstrip("/") if mirror else PBS_RELEASE_PREFIX
+    sums_url = f"{base}/{tag}/SHA256SUMS"
+    data = _load_bytes(sums_url, session, timeout)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CatalogError(f"{sums_url}: not a UTF-8 text file") from None
+    pairs = [(name, sha) for sha, name in parse_sha256sums(text, sums_url)]
+    entries = entries_from_sha256sums(
+        pairs, lambda name: _release_url(PBS_RELEASE_PREFIX, tag, name), release=tag
+    )
+    if not entries:
+        raise CatalogError(f"{sums_url}: lists no python-build-standalone CPython archive")
+    return entries
+
+
+def load_local_directory(directory: Path) -> list[CatalogEntry]:
+    """The PBS CPython archives in ``directory`` (an internal mirror copied by hand).
+
+    Archives are the files whose names follow PBS's convention; their sha256 comes from a
+    ``SHA256SUMS`` file in the directory when it lists them, else it is None (such entries need
+    ``--allow-unhashed``). Names listed in ``SHA256SUMS`` but absent from the directory are
+    left out. Entry URLs are ``file://`` URLs of the files; sizes are known.
+
+    Raises:
+        CatalogError: the directory cannot be read, ``SHA256SUMS`` is malformed, or no archive
+            is present; names the directory.
+    """
+    try:
+        files = {p.name: p for p in directory.iterdir() if p.is_file()}
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog directory {directory}: {exc.strerror}") from None
+    sums: dict[str, str] = {}
+    if "SHA256SUMS" in files:
+        text = _read_file(str(files["SHA256SUMS"]), str(files["SHA256SUMS"])).decode(
+            "utf-8", errors="replace"
+        )
+        sums = {name: sha for sha, name in parse_sha256sums(text, str(files["SHA256SUMS"]))}
+    names = sorted(n for n in files if parse_pbs_file_name(n) is not None)
+    sizes = {n: files[n].stat().st_size for n in names}
+    entries = entries_from_sha256sums(
+        [(n, sums.get(n)) for n in names],
+        lambda name: files[name].resolve().as_uri(),
+        sizes=sizes,
+    )
+    if not entries:
+        raise CatalogError(
+            f"catalog directory {directory} holds no python-build-standalone CPython archive"
+        )
+    return entries
+
+
+def _load_bytes(source: str, session: Optional[requests.Session], timeout: float) -> bytes:
+    """The bytes of a path, ``file://`` URL or ``http(s)://`` URL (see :func:`load_catalog`)."""
+    scheme = urllib.parse.urlsplit(source).scheme.lower()
+    if scheme in ("http", "https"):
+        if session is not None:
+            return _fetch(source, session, timeout)
+        with requests.Session() as own:
+            return _fetch(source, own, timeout)
+    if scheme == "file":
+        parts = urllib.parse.urlsplit(source)
+        if parts.netloc not in ("", "localhost"):
+            raise CatalogError(f"cannot read catalog {source}: only local file:// URLs work")
+        return _read_file(urllib.request.url2pathname(parts.path), source)
+    return _read_file(source, source)

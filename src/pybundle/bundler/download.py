@@ -1,156 +1,540 @@
-"""Fetching archives into the cache: streamed through sha256, in parallel, with progress bars.
+"""Fetching archives into the cache: parallel, resumable, retried, verified.
 
-Each download is written to a temporary ``.partial`` file in the cache, hashed as it streams,
-compared with the catalog's sha256 and size, and only then renamed to its final name
-(see :mod:`pybundle.bundler.cache`). Transient failures (connection errors, 429, 5xx) are
-retried by urllib3's ``Retry`` with exponential backoff, honouring ``Retry-After``.
+Each archive is streamed into its ``.partial`` file in the cache (see
+:mod:`pybundle.bundler.cache`) while a sha256 runs over it, compared with the catalog's sha256
+and size, and only then renamed to its final name. The rules:
+
+* **Parallel**: ``jobs`` worker threads, each with its own ``requests`` session; the same
+  archive asked for twice (same sha256, or same URL when there is none) is fetched once.
+* **Resumable**: an interrupted transfer (a connection lost mid-body, or a ``.partial`` left by
+  a killed process) continues with ``Range: bytes=<have>-``. A ``206`` whose ``Content-Range``
+  does not start at ``<have>`` or disagrees with the known size, a ``200`` (the server ignored
+  the Range) and a ``416`` all restart from byte zero. The sha256 covers the whole file either
+  way (the bytes already on disk are hashed first).
+* **Retried**: connection errors and ``429``/``5xx`` answers are retried by urllib3's ``Retry``
+  with exponential backoff, honouring ``Retry-After`` (capped at :data:`MAX_RETRY_AFTER`
+  seconds); a body cut short is resumed, with the same backoff; each archive gets at most
+  ``retries`` retries of each kind. Other ``4xx`` answers fail at once, naming the URL.
+* **Environment**: proxies and CA bundles come from requests' standard variables
+  (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``;
+  ``SSL_CERT_FILE`` is read by the TLS library); ``GITHUB_TOKEN``, when set, is sent as a bearer
+  token to ``https://github.com`` and ``https://api.github.com`` only (requests drops it on a
+  redirect to another host).
+* ``file://`` URLs (local directory catalogs) are copied through the same hashing path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
-from collections.abc import Sequence
+import re
+import shutil
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from tqdm import tqdm
 from urllib3.util.retry import Retry
 
 from pybundle import __version__
-from pybundle.bundler.cache import Cache
+from pybundle.bundler.cache import Cache, entry_key
 from pybundle.errors import DownloadError, HashMismatchError, StorageError
 from pybundle.hashing import CHUNK_SIZE
 
 DEFAULT_JOBS = 4
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 60.0
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF = 0.5
+#: Longest ``Retry-After`` honoured, in seconds; a longer one is shortened to this.
+MAX_RETRY_AFTER = 60.0
+#: Hosts that receive ``GITHUB_TOKEN`` (over https only).
+GITHUB_HOSTS: tuple[str, ...] = ("github.com", "api.github.com")
+_STREAM_CHUNK = 256 * 1024
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
 class DownloadItem:
-    """One archive to fetch: ``url`` (after mirror substitution), expected ``sha256`` (hex)."""
+    """One archive to fetch: ``url`` (after mirror substitution), expected ``sha256`` (hex, or
+    None when the catalog has none: it is then computed), ``file_name``, ``size`` in bytes if
+    known."""
 
     url: str
-    sha256: str
+    sha256: Optional[str]
     file_name: str
-    size: int | None = None
+    size: Optional[int] = None
+
+    @property
+    def key(self) -> str:
+        """The cache key: the sha256, or one derived from the URL (see :func:`entry_key`)."""
+        return entry_key(self.sha256, self.url)
 
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """A verified archive in the cache; ``cached`` is True when no bytes were downloaded."""
+    """A verified archive in the cache.
+
+    ``sha256`` is the digest of the bytes (equal to ``item.sha256`` when that was given);
+    ``cached`` is True when no byte was transferred; ``transferred`` counts bytes received in
+    this run (a resumed download counts only the rest); ``resumed_from`` is the byte offset the
+    first request started at; ``seconds`` is the wall time spent on this item.
+    """
 
     item: DownloadItem
     path: Path
     size: int
     cached: bool
+    sha256: str = ""
+    transferred: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
 
 
-def make_session(retries: int = 5, backoff: float = 0.5) -> requests.Session:
-    """A requests session with retries on connection errors, 429 and 5xx (Retry-After honoured).
+@dataclass(frozen=True)
+class DownloadSummary:
+    """Totals of a :func:`fetch_all` run: files, bytes transferred, wall seconds, cache hits."""
 
-    Proxies and CA bundles come from the standard environment (``HTTPS_PROXY``, ``NO_PROXY``,
-    ``REQUESTS_CA_BUNDLE``), as requests does by default.
+    files: int
+    transferred: int
+    seconds: float
+    hits: int
+
+    @property
+    def mb_per_s(self) -> float:
+        """Transferred megabytes (10^6 bytes) per wall second."""
+        return self.transferred / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress(Protocol):
+    """Receives transfer events; :class:`pybundle.bundler.progress.TqdmProgress` draws bars.
+
+    Calls come from worker threads. ``total`` may be None (unknown size); ``initial`` is the
+    byte count already on disk when a transfer (re)starts.
     """
-    retry = Retry(
+
+    def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None: ...
+
+    def advance(self, item: DownloadItem, n: int) -> None: ...
+
+    def finish(self, item: DownloadItem, cached: bool) -> None: ...
+
+
+class _NoProgress:
+    def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None:
+        pass
+
+    def advance(self, item: DownloadItem, n: int) -> None:
+        pass
+
+    def finish(self, item: DownloadItem, cached: bool) -> None:
+        pass
+
+
+class _CappedRetry(Retry):
+    """urllib3's Retry with ``Retry-After`` shortened to :data:`MAX_RETRY_AFTER` seconds."""
+
+    def get_retry_after(self, response: Any) -> Optional[float]:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, MAX_RETRY_AFTER)
+
+
+class GitHubTokenAuth(requests.auth.AuthBase):
+    """Adds ``Authorization: Bearer <token>`` to https requests for :data:`GITHUB_HOSTS` only."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        parts = urllib.parse.urlsplit(r.url or "")
+        if parts.scheme == "https" and (parts.hostname or "").lower() in GITHUB_HOSTS:
+            r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
+
+
+def make_session(
+    retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, pool_size: int = 16
+) -> requests.Session:
+    """A requests session with retries on connection errors, 429 and 5xx (Retry-After honoured,
+    capped at :data:`MAX_RETRY_AFTER`), exponential backoff ``backoff * 2**n`` seconds.
+
+    Proxies and CA bundles come from the standard environment, as requests does by default;
+    ``GITHUB_TOKEN`` is attached for GitHub hosts only (:class:`GitHubTokenAuth`).
+    """
+    retry = _CappedRetry(
         total=retries,
         connect=retries,
         read=retries,
         status=retries,
         backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
+        status_forcelist=_RETRY_STATUSES,
         allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
         raise_on_status=False,
     )
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"pybundle/{__version__}"
+    token = os.environ.get("GITHUB_TOKEN", "").strip()
+    if token:
+        session.auth = GitHubTokenAuth(token)
     return session
 
 
-def _progress_enabled() -> bool:
-    return sys.stderr.isatty()
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return " ".join(text.split())[:300]
+
+
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class _Restart(Exception):
+    """The server's answer to a Range request does not fit: start again from byte zero."""
+
+
+class Downloader:
+    """Fetches :class:`DownloadItem` s into a :class:`Cache`; see the module docstring.
+
+    Args:
+        cache: where verified archives go.
+        jobs: parallel transfers (threads) for :meth:`fetch_all`.
+        retries: retries per archive, for each of: failed requests (connection, 429/5xx) and
+            bodies cut short.
+        backoff: base of the exponential backoff, in seconds.
+        progress: transfer events receiver (none by default: nothing is drawn).
+        session_factory: makes one requests session per worker thread (default
+            :func:`make_session` with ``retries`` and ``backoff``).
+        read_timeout: seconds without a byte before a transfer counts as cut.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        progress: Optional[Progress] = None,
+        session_factory: Optional[Callable[[], requests.Session]] = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.cache = cache
+        self.jobs = max(1, jobs)
+        self.retries = retries
+        self.backoff = backoff
+        self.progress: Progress = progress or _NoProgress()
+        self._factory = session_factory or (lambda: make_session(retries, backoff))
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self.read_timeout = read_timeout
+
+    def _session(self) -> requests.Session:
+        session: Optional[requests.Session] = getattr(self._local, "session", None)
+        if session is None:
+            session = self._factory()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        """Close the sessions the worker threads opened."""
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+
+    # ---- one archive
+
+    def fetch(self, item: DownloadItem) -> DownloadResult:
+        """Return the archive from the cache, downloading and verifying it first if needed.
+
+        Holds the entry's cache lock throughout, so concurrent processes fetch it once. An
+        archive without an expected sha256 is always transferred (nothing can vouch for a
+        cached copy) and stored under the digest computed while streaming.
+
+        Raises:
+            DownloadError: HTTP 4xx, 429/5xx or connection failures after the retries; names
+                the URL.
+            HashMismatchError: the bytes differ from the catalog's sha256 or size (the partial
+                file is deleted, so the next attempt starts afresh).
+            StorageError: the cache cannot be written.
+        """
+        started = time.monotonic()
+        with self.cache.locked(item.key):
+            if item.sha256:
+                hit = self.cache.lookup(item.sha256, item.file_name, item.size)
+                if hit is not None:
+                    size = hit.stat().st_size
+                    self.progress.finish(item, cached=True)
+                    return DownloadResult(
+                        item, hit, size, True, item.sha256.lower(), 0, 0, time.monotonic() - started
+                    )
+            partial = self.cache.partial_for(item.key, item.file_name)
+            if not item.sha256:
+                partial.unlink(missing_ok=True)  # unverifiable bytes are never resumed
+            scheme = urllib.parse.urlsplit(item.url).scheme.lower()
+            if scheme == "file":
+                digest, size, transferred, resumed = self._copy_local(item, partial)
+            elif scheme in ("http", "https"):
+                digest, size, transferred, resumed = self._download(item, partial)
+            else:
+                raise DownloadError(f"{item.url}: unsupported URL scheme {scheme!r}")
+            try:
+                if item.size is not None and size != item.size:
+                    raise HashMismatchError(
+                        f"{item.url}: downloaded {size} bytes, the catalog says {item.size} bytes"
+                    )
+                if item.sha256 and digest != item.sha256.lower():
+                    raise HashMismatchError(
+                        f"{item.url}: sha256 of the download is {digest}, "
+                        f"the catalog says {item.sha256.lower()}"
+                    )
+            except HashMismatchError:
+                partial.unlink(missing_ok=True)
+                raise
+            path = self.cache.commit(partial, digest, item.file_name)
+        self.progress.finish(item, cached=False)
+        return DownloadResult(
+            item, path, size, False, digest, transferred, resumed, time.monotonic() - started
+        )
+
+    def _copy_local(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
+        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(item.url).path))
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(source, "rb") as src, open(partial, "wb") as out:
+                self.progress.start(item, item.size or os.fstat(src.fileno()).st_size, 0)
+                while chunk := src.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    self.progress.advance(item, len(chunk))
+        except FileNotFoundError:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(f"{item.url}: no such file") from None
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StorageError(f"cannot copy {item.url} into the cache: {exc.strerror}") from exc
+        return digest.hexdigest(), size, size, 0
+
+    def _download(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
+        """Stream ``item`` into ``partial``, resuming and retrying; returns
+        ``(sha256, size, bytes transferred, first offset)``."""
+        digest = hashlib.sha256()
+        offset = 0
+        try:
+            if partial.exists():
+                offset = partial.stat().st_size
+                if item.size is not None and offset > item.size:
+                    partial.unlink()
+                    offset = 0
+                else:
+                    with open(partial, "rb") as have:
+                        shutil.copyfileobj(have, _HashSink(digest))
+        except OSError as exc:
+            raise StorageError(f"{partial}: cannot read the partial download: {exc}") from exc
+        first_offset = offset
+        transferred = 0
+        cuts = 0
+        restarts = 0
+        session = self._session()
+        while True:
+            in_body = False
+            if item.size is not None and offset == item.size and item.sha256:
+                if digest.hexdigest() == item.sha256.lower():
+                    return digest.hexdigest(), offset, transferred, first_offset
+                offset, digest = self._truncate(partial), hashlib.sha256()
+            # identity: archives travel byte for byte, and ranges count raw bytes
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            try:
+                with session.get(
+                    item.url,
+                    stream=True,
+                    headers=headers,
+                    timeout=(CONNECT_TIMEOUT, self.read_timeout),
+                ) as resp:
+                    mode = self._check_response(item, resp, offset)
+                    if mode == "restart":
+                        raise _Restart
+                    if mode == "done":
+                        return digest.hexdigest(), offset, transferred, first_offset
+                    if mode == "whole" and offset:
+                        offset, digest = self._truncate(partial), hashlib.sha256()
+                    total = _total_size(resp, offset) or item.size
+                    self.progress.start(item, total, offset)
+                    in_body = True
+                    try:
+                        with open(partial, "ab") as out:
+                            for chunk in _body_chunks(resp):
+                                out.write(chunk)
+                                digest.update(chunk)
+                                offset += len(chunk)
+                                transferred += len(chunk)
+                                self.progress.advance(item, len(chunk))
+                    except OSError as exc:
+                        if isinstance(exc, requests.RequestException):
+                            raise  # requests' errors are OSErrors too: handled below
+                        raise StorageError(
+                            f"cannot write the download of {item.url} to {partial}: {exc}"
+                        ) from exc
+                return digest.hexdigest(), offset, transferred, first_offset
+            except _Restart:
+                restarts += 1
+                if restarts > self.retries:
+                    raise DownloadError(
+                        f"{item.url}: the server's answers to range requests do not fit"
+                    ) from None
+                offset, digest = self._truncate(partial), hashlib.sha256()
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError,
+            ) as exc:
+                # the adapter already retried connecting; this is a body cut short, or the
+                # connection failing on every attempt
+                cuts += 1
+                if cuts > self.retries or not in_body:
+                    raise DownloadError(
+                        f"{item.url}: download failed after {cuts} attempts: {_reason(exc)}"
+                    ) from None
+                time.sleep(self.backoff * (2 ** (cuts - 1)))
+            except requests.RequestException as exc:
+                raise DownloadError(f"{item.url}: download failed: {_reason(exc)}") from None
+
+    def _truncate(self, partial: Path) -> int:
+        try:
+            with open(partial, "wb"):
+                pass
+        except OSError as exc:
+            raise StorageError(f"{partial}: cannot reset the partial download: {exc}") from exc
+        return 0
+
+    def _check_response(self, item: DownloadItem, resp: requests.Response, offset: int) -> str:
+        """``"whole"`` (a full body follows), ``"append"`` (the rest from ``offset``),
+        ``"restart"`` (range answer does not fit) or ``"done"`` (nothing left); raises
+        DownloadError for failures."""
+        status = resp.status_code
+        if status == 200:
+            return "whole"
+        if status == 206:
+            if not offset:
+                raise DownloadError(f"{item.url}: HTTP 206 to a request without Range")
+            m = _CONTENT_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
+            if m is None or int(m.group(1)) != offset or int(m.group(2)) < offset:
+                return "restart"
+            if m.group(3) != "*" and item.size is not None and int(m.group(3)) != item.size:
+                return "restart"
+            return "append"
+        if status == 416 and offset:
+            return "restart"
+        reason = " ".join((resp.reason or "").split())
+        if status in _RETRY_STATUSES:
+            raise DownloadError(
+                f"{item.url}: HTTP {status} {reason} (still failing after {self.retries} retries)"
+            )
+        hint = ""
+        if status in (401, 403) and "github" in (urllib.parse.urlsplit(item.url).hostname or ""):
+            hint = " (rate limited or private: set GITHUB_TOKEN, or use --mirror)"
+        raise DownloadError(f"{item.url}: HTTP {status} {reason}{hint}".rstrip())
+
+    # ---- many archives
+
+    def fetch_all(self, items: Sequence[DownloadItem]) -> list[DownloadResult]:
+        """Fetch several archives with ``jobs`` threads; results follow the input order.
+
+        Items with the same key (sha256, or URL without one) are fetched once. The first failure
+        is raised after the other transfers have finished (their verified files stay cached).
+        """
+        unique: dict[str, DownloadItem] = {}
+        for item in items:
+            unique.setdefault(item.key, item)
+        results: dict[str, DownloadResult] = {}
+        first_error: Optional[BaseException] = None
+        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(unique) or 1))) as pool:
+            futures = {key: pool.submit(self.fetch, item) for key, item in unique.items()}
+            for key, future in futures.items():
+                try:
+                    results[key] = future.result()
+                except BaseException as exc:
+                    if first_error is None:
+                        first_error = exc
+        if first_error is not None:
+            raise first_error
+        return [results[item.key] for item in items]
+
+
+class _HashSink:
+    def __init__(self, digest: Any) -> None:
+        self.digest = digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The raw body as it arrives. urllib3's ``read1`` hands over every byte received before a
+    connection is cut (``iter_content`` would drop a partly filled chunk), so a resume loses
+    nothing; older urllib3 falls back to ``read`` with small chunks."""
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)
+    while True:
+        if read1 is not None:
+            chunk = read1(_STREAM_CHUNK, decode_content=False)
+        else:
+            chunk = raw.read(64 * 1024, decode_content=False)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _total_size(resp: requests.Response, offset: int) -> Optional[int]:
+    if resp.status_code == 206:
+        m = _CONTENT_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if m and m.group(3) != "*":
+            return int(m.group(3))
+        return None
+    length = resp.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
+
+
+def summarize(results: Sequence[DownloadResult], seconds: float) -> DownloadSummary:
+    """Totals over ``results`` (unique archives) for a run that took ``seconds``."""
+    unique = {r.path: r for r in results}.values()
+    return DownloadSummary(
+        files=len(unique),
+        transferred=sum(r.transferred for r in unique),
+        seconds=seconds,
+        hits=sum(1 for r in unique if r.cached),
+    )
 
 
 def fetch(
     item: DownloadItem,
     cache: Cache,
-    session: requests.Session,
-    *,
-    position: int = 0,
+    session: Optional[requests.Session] = None,
+    **options: Any,
 ) -> DownloadResult:
-    """Return the archive from the cache, downloading and verifying it first if needed.
-
-    Raises DownloadError (URL named) on HTTP or connection failure, HashMismatchError when the
-    bytes differ from the catalog's sha256 or size, StorageError when the cache cannot be
-    written. On any failure the temporary file is removed.
-    """
-    hit = cache.lookup(item.sha256, item.file_name, item.size)
-    if hit is not None:
-        return DownloadResult(item, hit, hit.stat().st_size, cached=True)
-    fd, temp = cache.temp_file(item.file_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest, size = _stream_to(item, session, out, position)
-        if item.size is not None and size != item.size:
-            raise HashMismatchError(
-                f"{item.url}: downloaded {size} bytes, the catalog says {item.size} bytes"
-            )
-        if digest != item.sha256.lower():
-            raise HashMismatchError(
-                f"{item.url}: sha256 of the download is {digest}, the catalog says {item.sha256}"
-            )
-        path = cache.commit(temp, item.sha256, item.file_name)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return DownloadResult(item, path, size, cached=False)
-
-
-def _stream_to(
-    item: DownloadItem, session: requests.Session, out: object, position: int
-) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    write = out.write  # type: ignore[attr-defined]
-    try:
-        with session.get(item.url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as resp:
-            if resp.status_code != 200:
-                raise DownloadError(f"{item.url}: HTTP {resp.status_code} {resp.reason}")
-            total = int(resp.headers.get("Content-Length") or 0) or item.size
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=item.file_name[:48],
-                position=position,
-                leave=False,
-                disable=not _progress_enabled(),
-            ) as bar:
-                for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
-                    digest.update(chunk)
-                    write(chunk)
-                    size += len(chunk)
-                    bar.update(len(chunk))
-    except requests.RequestException as exc:
-        raise DownloadError(f"{item.url}: download failed: {_reason(exc)}") from exc
-    except OSError as exc:
-        raise StorageError(f"cannot write the download of {item.url}: {exc}") from exc
-    return digest.hexdigest(), size
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    """Fetch one archive (see :meth:`Downloader.fetch`), with ``session`` when given."""
+    factory = (lambda: session) if session is not None else None
+    return Downloader(cache, session_factory=factory, **options).fetch(item)
 
 
 def fetch_all(
@@ -158,31 +542,14 @@ def fetch_all(
     cache: Cache,
     *,
     jobs: int = DEFAULT_JOBS,
-    session: requests.Session | None = None,
+    session: Optional[requests.Session] = None,
+    **options: Any,
 ) -> list[DownloadResult]:
-    """Fetch several archives in parallel (``jobs`` threads); results follow the input order.
-
-    Two items naming the same sha256 are fetched once. The first failure is raised after
-    the other transfers have finished (their verified files stay cached).
-    """
-    session = session or make_session()
-    unique: dict[str, DownloadItem] = {}
-    for item in items:
-        unique.setdefault(item.sha256.lower(), item)
-    ordered = list(unique.values())
-    results: dict[str, DownloadResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(ordered) or 1))) as pool:
-        futures = {
-            pool.submit(fetch, item, cache, session, position=i): item
-            for i, item in enumerate(ordered)
-        }
-        first_error: BaseException | None = None
-        for future, item in futures.items():
-            try:
-                results[item.sha256.lower()] = future.result()
-            except BaseException as exc:
-                if first_error is None:
-                    first_error = exc
-        if first_error is not None:
-            raise first_error
-    return [results[item.sha256.lower()] for item in items]
+    """Fetch several archives in parallel (see :meth:`Downloader.fetch_all`)."""
+    factory = (lambda: session) if session is not None else None
+    downloader = Downloader(cache, jobs=jobs, session_factory=factory, **options)
+    try:
+        return downloader.fetch_all(items)
+    finally:
+        if session is None:
+            downloader.close()

@@ -74,20 +74,55 @@ def keygen(
 
 @app.command()
 def bundle(
-    output: Path = typer.Option(..., "--output", "-o", help="The .pybundle file to write."),
-    versions: Optional[str] = typer.Option(
-        None, "--versions", help="Comma list: 3.12 (newest patch) or 3.12.1 (exact)."
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="The .pybundle file to write (not needed with --dry-run)."
+    ),
+    versions: list[str] = typer.Option(
+        [],
+        "--versions",
+        help="Requests, comma list, repeatable: 3.12 (newest patch), 3.12.1, 3.15.0rc1, "
+        ">=3.10,<3.13 or 3.10-3.13 (newest patch of each minor), pypy-3.10, 3.13t.",
     ),
     platform: list[str] = typer.Option(
-        [], "--platform", help="Target platform (repeatable); default: this host."
+        [],
+        "--platform",
+        help="Target platform or group (repeatable, comma list): linux-x86_64, linux-x86_64_v3, "
+        "macos-aarch64, all-linux, all; default: this host.",
+    ),
+    variant: str = typer.Option(
+        "default", "--variant", help="default, freethreaded, debug or freethreaded+debug."
+    ),
+    flavour: Optional[str] = typer.Option(
+        None,
+        "--flavour",
+        help="install_only, install_only_stripped or full (default: what uv would pick).",
+    ),
+    build: Optional[str] = typer.Option(
+        None, "--build", help="Pin a python-build-standalone release, e.g. 20260814."
+    ),
+    prerelease: str = typer.Option(
+        "disallow",
+        "--prerelease",
+        help="disallow (a prerelease only when named), allow, or if-necessary (as uv).",
     ),
     catalog: Optional[str] = typer.Option(
         None,
         "--catalog",
-        help="uv downloads-JSON catalog, a path or URL (default: $PYBUNDLE_CATALOG or uv's).",
+        help="uv downloads-JSON catalog (path or URL), or a directory of PBS archives with "
+        "SHA256SUMS (default: $PYBUNDLE_CATALOG or uv's).",
+    ),
+    pbs_release: Optional[str] = typer.Option(
+        None,
+        "--pbs-release",
+        help="Read python-build-standalone release TAG through its SHA256SUMS (honours --mirror).",
     ),
     mirror: Optional[str] = typer.Option(
         None, "--mirror", help="Replaces the python-build-standalone release-download prefix."
+    ),
+    allow_unhashed: bool = typer.Option(
+        False,
+        "--allow-unhashed",
+        help="Accept catalog entries without sha256: hash at bundle time (said in the manifest).",
     ),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="Download cache (default: $PYBUNDLE_CACHE_DIR or user cache)."
@@ -105,42 +140,116 @@ def bundle(
         "tar.zst", "--prefix-format", help="For --from-prefix: tar.zst or tar.gz."
     ),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=32, help="Parallel downloads."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan (what would be downloaded); download nothing."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the plan as JSON; implies --dry-run."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     serial: Optional[int] = typer.Option(
         None, "--serial", min=0, help="Manifest serial (default: creation time, Unix seconds)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve versions against the catalog, download, and pack one signed .pybundle file."""
-    from pybundle.bundler.build import build_bundle
-    from pybundle.bundler.cache import default_cache_dir
+    from pybundle.bundler.build import build_bundle, load_entries, make_plan, mark_cached
+    from pybundle.bundler.cache import Cache, default_cache_dir
+    from pybundle.bundler.progress import TqdmProgress
     from pybundle.signing import load_secret_key
-    from pybundle.targets import host_target, parse_platform
-    from pybundle.versions import parse_version_list
+    from pybundle.targets import host_target, parse_platform_or_group
+    from pybundle.versions import parse_request_list
 
-    if not versions and not from_prefix:
+    requests = [r for text in versions for r in parse_request_list(text)]
+    targets = [
+        parse_platform_or_group(p) for text in platform for p in text.split(",") if p.strip()
+    ] or [host_target()]
+    cache = cache_dir or default_cache_dir()
+    if dry_run or as_json:
+        if not requests:
+            raise UsageError("nothing to plan: give --versions")
+        entries = load_entries(catalog, pbs_release=pbs_release, mirror=mirror)
+        the_plan = make_plan(
+            entries,
+            requests,
+            targets,
+            mirror=mirror,
+            variant=variant,
+            flavour=flavour,
+            build=build,
+            prerelease=prerelease,
+            allow_unhashed=allow_unhashed,
+        )
+        the_plan = mark_cached(the_plan, Cache(cache))
+        if as_json:
+            print(json.dumps(the_plan.to_json(), indent=2))
+            return
+        known = sum(a.entry.size or 0 for a in the_plan.artifacts)
+        unknown = sum(1 for a in the_plan.artifacts if a.entry.size is None)
+        hits = sum(1 for a in the_plan.artifacts if a.cached)
+        print(
+            f"plan: {len(the_plan.artifacts)} archives, {hits} already cached, "
+            f"{_size(known)} known" + (f", {unknown} of unknown size" if unknown else "")
+        )
+        for a in the_plan.artifacts:
+            e = a.entry
+            size = _size(e.size) if e.size is not None else "size unknown"
+            state_ = "cached" if a.cached else "download"
+            print(
+                f"  {e.key:48} {e.flavour:22} {size:>12}  {state_:8}  {a.url}  "
+                f"[{a.request} on {a.target.friendly if a.target else e.target.friendly}]"
+            )
+        for s in the_plan.skipped:
+            print(f"  skipped {s.request} on {s.target.friendly}: {s.reason}")
+        return
+    if output is None:
+        raise UsageError("missing option --output/-o (or use --dry-run)")
+    if not requests and not from_prefix:
         raise UsageError("nothing to bundle: give --versions and/or --from-prefix")
-    requests = parse_version_list(versions) if versions else []
-    targets = [parse_platform(p) for p in platform] or [host_target()]
     key = load_secret_key(sign_key.expanduser()) if sign_key else None
     if key is None:
         _err("warning: no --sign-key given; the bundle is unsigned and will not install")
-    report = build_bundle(
-        output,
-        versions=requests,
-        targets=targets,
-        catalog=catalog,
-        mirror=mirror,
-        cache_dir=cache_dir or default_cache_dir(),
-        secret_key=key,
-        from_prefixes=from_prefix,
-        prefix_site_packages=prefix_site_packages,
-        prefix_format=prefix_format,
-        jobs=jobs,
-        force=force,
-        serial=serial,
-    )
+    progress = TqdmProgress(0, enabled=False if quiet else None)
+    try:
+        report = build_bundle(
+            output,
+            versions=requests,
+            targets=targets,
+            catalog=catalog,
+            pbs_release=pbs_release,
+            mirror=mirror,
+            cache_dir=cache,
+            secret_key=key,
+            from_prefixes=from_prefix,
+            prefix_site_packages=prefix_site_packages,
+            prefix_format=prefix_format,
+            jobs=jobs,
+            force=force,
+            serial=serial,
+            variant=variant,
+            flavour=flavour,
+            build=build,
+            prerelease=prerelease,
+            allow_unhashed=allow_unhashed,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     for artifact in report.manifest.artifacts:
-        print(f"  {artifact.label}  {_size(artifact.size)}")
+        computed = (
+            " (sha256 computed: no catalog hash)" if artifact.sha256_source == "computed" else ""
+        )
+        print(f"  {artifact.label}  {_size(artifact.size)}{computed}")
+    if report.plan is not None:
+        for s in report.plan.skipped:
+            print(f"  skipped {s.request} on {s.target.friendly}: {s.reason}")
+    summary = report.summary
+    if summary is not None and not quiet:
+        print(
+            f"downloads: {summary.files} files, {summary.hits} cache hits, "
+            f"{_size(summary.transferred)} in {summary.seconds:.1f} s "
+            f"({summary.mb_per_s:.1f} MB/s)"
+        )
     hits = sum(1 for d in report.downloads if d.cached)
     total = sum(a.size for a in report.manifest.artifacts)
     signed = f", signed by key {key.public_key.key_id_hex}" if key else ", UNSIGNED"
@@ -149,6 +258,103 @@ def bundle(
         f"{signed}; {len(report.downloads)} downloads, {hits} from cache; "
         f"{report.seconds:.1f} s)"
     )
+
+
+cache_app = typer.Typer(
+    name="cache",
+    help="The download cache shared by all bundles (content-addressed by sha256).",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _cache(cache_dir: Optional[Path]) -> Any:
+    from pybundle.bundler.cache import Cache, default_cache_dir
+
+    return Cache(cache_dir or default_cache_dir())
+
+
+_CACHE_DIR_OPTION = typer.Option(
+    None, "--cache-dir", help="The cache (default: $PYBUNDLE_CACHE_DIR or the user cache dir)."
+)
+
+
+@cache_app.command("dir")
+def cache_dir_command(cache_dir: Optional[Path] = _CACHE_DIR_OPTION) -> None:
+    """Print the cache directory."""
+    from pybundle.bundler.cache import default_cache_dir
+
+    print(cache_dir or default_cache_dir())
+
+
+@cache_app.command("list")
+def cache_list(
+    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """List the cached archives (sha256, size, last use, file name)."""
+    from datetime import datetime, timezone
+
+    cache = _cache(cache_dir)
+    entries = cache.entries()
+    if as_json:
+        doc = [
+            {
+                "sha256": e.sha256,
+                "file_name": e.file_name,
+                "size": e.size,
+                "last_used": datetime.fromtimestamp(e.last_used, timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+                "path": str(e.path),
+            }
+            for e in entries
+        ]
+        print(json.dumps(doc, indent=2))
+        return
+    for e in entries:
+        when = datetime.fromtimestamp(e.last_used, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        print(f"{e.sha256[:12]}  {_size(e.size):>10}  {when}  {e.file_name}")
+    partials = cache.partial_files()
+    print(
+        f"{len(entries)} archives, {_size(sum(e.size for e in entries))}"
+        + (f"; {len(partials)} partial downloads" if partials else "")
+        + f" in {cache.root}"
+    )
+
+
+@cache_app.command("clean")
+def cache_clean(
+    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
+    older_than: Optional[str] = typer.Option(
+        None, "--older-than", help="Only entries unused for this long: 30d, 12h, 90m, 3600s."
+    ),
+) -> None:
+    """Remove cached archives and partial downloads (all, or those unused for --older-than)."""
+    import re
+
+    seconds: Optional[float] = None
+    if older_than is not None:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", older_than)
+        if m is None:
+            raise UsageError(f"invalid --older-than {older_than!r}: expected e.g. 30d, 12h, 90m")
+        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        seconds = float(m.group(1)) * unit
+    report = _cache(cache_dir).clean(older_than=seconds)
+    busy = f"; {report.busy} in use, kept" if report.busy else ""
+    print(f"removed {report.files} files, {_size(report.bytes)}{busy}")
+
+
+@cache_app.command("export-uv")
+def cache_export_uv(
+    dest: Path = typer.Argument(..., help="Directory to use as uv's UV_PYTHON_CACHE_DIR."),
+    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
+) -> None:
+    """Link every cached archive into DEST under uv's names, for offline `uv python install`."""
+    written = _cache(cache_dir).export_uv(dest)
+    for path in written:
+        print(path)
+    print(f"exported {len(written)} archives to {dest} (use UV_PYTHON_CACHE_DIR={dest})")
 
 
 def _keys(trusted_key: list[Path]) -> list[Any]:

@@ -1,0 +1,113 @@
+"""Progress bars for downloads (tqdm): one aggregated bar plus one bar per transfer in flight.
+
+Drawn on stderr only when it is a terminal (or when forced); the library never draws unless the
+CLI hands a :class:`TqdmProgress` to the downloader.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import IO, Any, Optional
+
+from tqdm import tqdm
+
+from pybundle.bundler.download import DownloadItem
+
+
+class TqdmProgress:
+    """Implements :class:`pybundle.bundler.download.Progress` with tqdm bars.
+
+    Args:
+        files: how many archives the run fetches (for the aggregated bar's label).
+        known_bytes: sum of the sizes known in advance (more are added as transfers start).
+        enabled: draw or not; None means "if ``stream`` is a terminal".
+        stream: where to draw (default ``sys.stderr``).
+    """
+
+    def __init__(
+        self,
+        files: int,
+        known_bytes: int = 0,
+        enabled: Optional[bool] = None,
+        stream: Optional[IO[str]] = None,
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._lock = threading.Lock()
+        self._bars: dict[str, Any] = {}
+        self._positions: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
+        self._free: list[int] = []
+        self._next = 1
+        self._files = files
+        self._done = 0
+        self.total = tqdm(
+            total=known_bytes or None,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"0/{files} files",
+            position=0,
+            file=self.stream,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+        )
+
+    def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None:
+        """A transfer (re)starts at byte ``initial`` of ``total`` (None: unknown)."""
+        with self._lock:
+            old = self._bars.pop(item.key, None)
+            if old is not None:
+                self.total.update(-old.n)
+                self._free.append(self._positions.pop(item.key))
+                old.close()
+            if total and item.key not in self._totals:
+                self._totals[item.key] = total
+                self.total.total = (self.total.total or 0) + total
+                self.total.refresh()
+            position = self._free.pop(0) if self._free else self._next
+            if position == self._next:
+                self._next += 1
+            bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=item.file_name[:40],
+                position=position,
+                leave=False,
+                file=self.stream,
+                disable=not self.enabled,
+                dynamic_ncols=True,
+            )
+            self._positions[item.key] = position
+            self._bars[item.key] = bar
+            self.total.update(initial)
+
+    def advance(self, item: DownloadItem, n: int) -> None:
+        """``n`` more bytes of ``item`` arrived."""
+        with self._lock:
+            bar = self._bars.get(item.key)
+            if bar is not None:
+                bar.update(n)
+            self.total.update(n)
+
+    def finish(self, item: DownloadItem, cached: bool) -> None:
+        """``item`` is verified in the cache (``cached``: without a transfer)."""
+        with self._lock:
+            bar = self._bars.pop(item.key, None)
+            if bar is not None:
+                self._free.append(self._positions.pop(item.key))
+                bar.close()
+            self._done += 1
+            self.total.set_description(f"{self._done}/{self._files} files")
+
+    def close(self) -> None:
+        """Remove every bar."""
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+            self.total.close()
