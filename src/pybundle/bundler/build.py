@@ -191,18 +191,20 @@ def make_plan(
     return Plan(tuple(planned), tuple(skipped))
 
 
-def mark_cached(planned: Plan, cache: Cache) -> Plan:
+def mark_cached(planned: Plan, cache_root: Path) -> Plan:
     """The plan with ``cached`` set: True when a file of the archive's sha256 and name is in
-    the cache (not re-hashed here: the download step verifies hits), False otherwise (always
-    for archives without a sha256)."""
-    marked = [
-        replace(
-            a,
-            cached=bool(a.entry.sha256)
-            and cache.path_for(a.entry.sha256 or "", a.entry.file_name).is_file(),
-        )
-        for a in planned.artifacts
-    ]
+    the cache under ``cache_root`` (not re-hashed here: the download step verifies hits), False
+    otherwise (always for archives without a sha256). Creates nothing; a cached archive's size
+    fills in an unknown one."""
+    marked = []
+    for a in planned.artifacts:
+        sha = a.entry.sha256
+        path = cache_root / "archives" / f"{sha}-{a.entry.file_name}" if sha else None
+        hit = path is not None and path.is_file()
+        entry = a.entry
+        if hit and path is not None and entry.size is None:
+            entry = replace(entry, size=path.stat().st_size)
+        marked.append(replace(a, entry=entry, cached=hit))
     return Plan(tuple(marked), planned.skipped)
 
 

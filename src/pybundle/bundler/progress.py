@@ -19,7 +19,7 @@ class TqdmProgress:
     """Implements :class:`pybundle.bundler.download.Progress` with tqdm bars.
 
     Args:
-        files: how many archives the run fetches (for the aggregated bar's label).
+        files: how many archives the run fetches, if known (the label counts those seen).
         known_bytes: sum of the sizes known in advance (more are added as transfers start).
         enabled: draw or not; None means "if ``stream`` is a terminal".
         stream: where to draw (default ``sys.stderr``).
@@ -42,6 +42,7 @@ class TqdmProgress:
         self._next = 1
         self._files = files
         self._done = 0
+        self._seen = 0
         self.total = tqdm(
             total=known_bytes or None,
             unit="B",
@@ -62,7 +63,11 @@ class TqdmProgress:
                 self.total.update(-old.n)
                 self._free.append(self._positions.pop(item.key))
                 old.close()
-            if total and item.key not in self._totals:
+            if item.key not in self._totals:
+                self._totals[item.key] = 0
+                self._seen += 1
+                self.total.set_description(f"{self._done}/{max(self._files, self._seen)} files")
+            if total and not self._totals[item.key]:
                 self._totals[item.key] = total
                 self.total.total = (self.total.total or 0) + total
                 self.total.refresh()
@@ -102,7 +107,10 @@ class TqdmProgress:
                 self._free.append(self._positions.pop(item.key))
                 bar.close()
             self._done += 1
-            self.total.set_description(f"{self._done}/{self._files} files")
+            if item.key not in self._totals:
+                self._totals[item.key] = 0
+                self._seen += 1
+            self.total.set_description(f"{self._done}/{max(self._files, self._seen)} files")
 
     def close(self) -> None:
         """Remove every bar."""

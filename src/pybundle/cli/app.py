@@ -154,7 +154,7 @@ def bundle(
 ) -> None:
     """Resolve versions against the catalog, download, and pack one signed .pybundle file."""
     from pybundle.bundler.build import build_bundle, load_entries, make_plan, mark_cached
-    from pybundle.bundler.cache import Cache, default_cache_dir
+    from pybundle.bundler.cache import default_cache_dir
     from pybundle.bundler.progress import TqdmProgress
     from pybundle.signing import load_secret_key
     from pybundle.targets import host_target, parse_platform_or_group
@@ -180,7 +180,7 @@ def bundle(
             prerelease=prerelease,
             allow_unhashed=allow_unhashed,
         )
-        the_plan = mark_cached(the_plan, Cache(cache))
+        the_plan = mark_cached(the_plan, cache)
         if as_json:
             print(json.dumps(the_plan.to_json(), indent=2))
             return
