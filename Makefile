@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean bench
 
 $(BIN)/pybundle: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,17 @@ $(BIN)/pybundle: pyproject.toml
 	touch $@
 
 install: $(BIN)/pybundle
+
+# Benchmarks (see bench/README.md): uv and py-spy go into their own venv, bench/.venv.
+BENCH_VENV := bench/.venv
+
+$(BENCH_VENV)/bin/uv: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: install $(BENCH_VENV)/bin/uv
+	$(BIN)/python bench/run.py --uv $(BENCH_VENV)/bin/uv $(BENCH_ARGS)
 
 demo: install
 	PYBUNDLE=$(BIN)/pybundle DEMO_DIR=$(DEMO) ./scripts/demo.sh
