@@ -199,3 +199,14 @@ def test_empty_or_unreadable_directory(tmp_path: Path) -> None:
     (tmp_path / "SHA256SUMS").write_text("garbage\n")
     with pytest.raises(CatalogError, match="line 1"):
         load_catalog(str(tmp_path))
+
+
+def test_catalog_fetches_are_retried_like_downloads(server: LoopServer) -> None:
+    from pybundle.bundler.build import load_entries
+
+    name = f"cpython-3.12.1+{TEST_BUILD}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    body = f"{'a' * 64}  {name}\n".encode()
+    server.add(f"/{TEST_BUILD}/SHA256SUMS", body=body, mode="flaky", status=503, retry_after="0")
+    (entry,) = load_entries(pbs_release=TEST_BUILD, mirror=server.url)
+    assert entry.file_name == name and entry.sha256 == "a" * 64
+    assert [h.status for h in server.finished()] == [503, 200]

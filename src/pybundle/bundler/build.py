@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pybundle.bundler.cache import Cache
-from pybundle.bundler.catalog import CatalogEntry, apply_mirror, load_catalog, load_pbs_release
+from pybundle.bundler.catalog import (
+    CatalogEntry,
+    apply_mirror,
+    default_catalog_source,
+    load_catalog,
+    load_pbs_release,
+)
 from pybundle.bundler.download import (
     DEFAULT_JOBS,
     Downloader,
@@ -22,6 +28,7 @@ from pybundle.bundler.download import (
     DownloadResult,
     DownloadSummary,
     Progress,
+    make_session,
     summarize,
 )
 from pybundle.bundler.pack import write_bundle
@@ -247,16 +254,19 @@ def load_entries(
     """The catalog for a run: PBS release ``pbs_release`` read through its ``SHA256SUMS``
     (:func:`load_pbs_release`, mirror honoured), else ``catalog`` (uv downloads-JSON path/URL,
     or a directory of PBS archives: :func:`load_catalog`), else the default
-    (:func:`load_catalog_default`).
+    (:func:`pybundle.bundler.catalog.default_catalog_source`). HTTP goes through
+    :func:`make_session` (retries, proxies, ``GITHUB_TOKEN`` for GitHub hosts only).
 
     Raises UsageError when both ``catalog`` and ``pbs_release`` are given, and the errors of
     the loaders (CatalogError, DownloadError).
     """
     if pbs_release and catalog:
         raise UsageError("give either --catalog or --pbs-release, not both")
-    if pbs_release:
-        return load_pbs_release(pbs_release, mirror=mirror)
-    return load_catalog(catalog) if catalog else load_catalog_default()
+    # the downloads' session: retries with Retry-After, proxies, GITHUB_TOKEN for GitHub only
+    with make_session() as session:
+        if pbs_release:
+            return load_pbs_release(pbs_release, mirror=mirror, session=session)
+        return load_catalog(catalog or default_catalog_source(), session=session)
 
 
 def build_bundle(
