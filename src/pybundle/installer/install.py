@@ -321,12 +321,18 @@ def _install_one(
 
 
 def _no_space(artifact: Artifact, parent: Path, where: str) -> StorageError:
-    """The ENOSPC message, measured after the staging dir was removed: needed vs free."""
+    """The ENOSPC message, measured after the staging dir was removed: needed vs free bytes,
+    and inodes too when they are what ran out (ENOSPC also means "no free inodes")."""
     need = needed_bytes(artifact)
     need_text = f"{need} bytes" if need is not None else "an unknown number of bytes"
+    free_text = f"{free_bytes(parent)} bytes"
+    st = os.statvfs(parent)
+    if artifact.file_count is not None and st.f_files and st.f_favail < artifact.file_count:
+        need_text += f" and {artifact.file_count} inodes"
+        free_text += f" and {st.f_favail} inodes"
     return StorageError(
         f"{parent}: no space left while installing {where}: it needs {need_text}, "
-        f"{free_bytes(parent)} bytes are free; nothing was installed"
+        f"{free_text} are free; nothing was installed"
     )
 
 
