@@ -118,6 +118,8 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
         str(tmp_path / "cache"),
         "--sign-key",
         str(keys / "ops.key"),
+        "--expires-in",
+        "30d",
         "-o",
         str(bundle),
         check=True,
@@ -151,11 +153,15 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
     assert sorted(a["version"] for a in inspected["artifacts"]) == sorted(
         str(a.info.version) for a in mirror.archives
     )
+    assert inspected["expires"] > inspected["created"]
+    by_sha = {a.artifact.sha256: a.artifact for a in mirror.archives}
     for art in inspected["artifacts"]:
         assert art["source"]["url"].startswith(
             "https://github.com/astral-sh/python-build-standalone/releases/download/"
         )
-        assert art["sha256"] in {a.artifact.sha256 for a in mirror.archives}
+        # the decompression budget is measured at bundle time
+        assert art["unpacked_size"] == by_sha[art["sha256"]].unpacked_size
+        assert art["file_count"] == by_sha[art["sha256"]].file_count
 
     installs = tmp_path / "installs"
     proc = run_cli(

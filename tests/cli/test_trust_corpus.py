@@ -278,3 +278,15 @@ def test_archive_swapped_in_from_another_valid_bundle(
 def test_manifest_round_trip_keeps_trusted_comment_binding(parts: Parts) -> None:
     manifest = Manifest.from_bytes(parts.manifest_bytes(), "x")
     assert f"bundle_id={manifest.bundle_id}" in trusted_comment_for(manifest)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("unpacked_size", 10, "budget of 10 bytes"), ("file_count", 2, "budget of 2 members")],
+)
+def test_archive_larger_than_the_manifest_budget(
+    parts: Parts, key_files, installs, tmp_path, field: str, value: int, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    parts.doc["artifacts"][0][field] = value
+    bundle = parts.build(tmp_path / f"budget-{field}.pybundle")
+    refused(bundle, key_files[1], installs, 6, needle)

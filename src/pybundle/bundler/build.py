@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -285,6 +286,7 @@ def build_bundle(
     jobs: int = DEFAULT_JOBS,
     force: bool = False,
     serial: int | None = None,
+    expires: datetime | None = None,
     variant: str = "default",
     flavour: Optional[str] = None,
     build: Optional[str] = None,
@@ -295,6 +297,8 @@ def build_bundle(
 ) -> BundleReport:
     """Resolve, download, pack local prefixes and write the bundle. See the CLI for semantics;
     ``entries`` replaces loading a catalog (tests, callers that loaded one already).
+    Every archive's unpacked size and member count are recorded in the manifest (the
+    installer's decompression budget); ``expires`` sets the manifest's expiry time.
 
     Raises the typed errors of each step: ResolutionError, CatalogError, DownloadError,
     HashMismatchError, AlreadyExistsError, StorageError, UsageError.
@@ -322,17 +326,21 @@ def build_bundle(
             prerelease=prerelease,
             allow_unhashed=allow_unhashed,
         )
-        downloader = Downloader(Cache(cache_dir), jobs=jobs, progress=progress)
+        cache = Cache(cache_dir)
+        downloader = Downloader(cache, jobs=jobs, progress=progress)
         fetch_started = time.monotonic()
         try:
             downloads = downloader.fetch_all([p.item for p in the_plan.artifacts])
         finally:
             downloader.close()
         summary = summarize(downloads, time.monotonic() - fetch_started)
-        items = [
-            (artifact_for_entry(p.entry, d.size, d.sha256), d.path)
-            for p, d in zip(the_plan.artifacts, downloads)
-        ]
+        for p, d in zip(the_plan.artifacts, downloads):
+            artifact = artifact_for_entry(p.entry, d.size, d.sha256)
+            shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
+            artifact = replace(
+                artifact, unpacked_size=shape.unpacked_size, file_count=shape.file_count
+            )
+            items.append((artifact, d.path))
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".work", dir=output.parent))
     except OSError as exc:
@@ -348,7 +356,9 @@ def build_bundle(
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
-        manifest = write_bundle(output, items, secret_key=secret_key, force=force, serial=serial)
+        manifest = write_bundle(
+            output, items, secret_key=secret_key, force=force, serial=serial, expires=expires
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)

@@ -22,8 +22,10 @@ names of :meth:`Cache.uv_name`; :meth:`Cache.export_uv` links them there.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -34,6 +36,7 @@ from typing import Optional
 import filelock
 import platformdirs
 
+from pybundle.archives import ArchiveShape, scan_archive
 from pybundle.errors import HashMismatchError, StorageError
 from pybundle.hashing import check_digest, sha256_file
 
@@ -93,8 +96,9 @@ class Cache:
         self.archives = root / "archives"
         self.partials = root / "partial"
         self.locks = root / "locks"
+        self.shapes = root / "shapes"
         try:
-            for d in (self.archives, self.partials, self.locks):
+            for d in (self.archives, self.partials, self.locks, self.shapes):
                 d.mkdir(parents=True, exist_ok=True)
             tag = root / "CACHEDIR.TAG"
             if not tag.exists():
@@ -170,6 +174,32 @@ class Cache:
             raise StorageError(f"{final}: cannot store the download: {exc}") from exc
         return final
 
+    def shape(self, sha256: str, path: Path, archive_format: str) -> ArchiveShape:
+        """What the verified archive at ``path`` unpacks to (bytes of regular files, members),
+        for the manifest's decompression budget. Measured once by reading its tar headers
+        (:func:`pybundle.archives.scan_archive`) and remembered in ``shapes/<sha256>.json``,
+        so a warm-cache bundle does not decompress again.
+
+        Raises UnsafeArchiveError when the archive cannot be read.
+        """
+        record = self.shapes / f"{sha256.lower()}.json"
+        with suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(record.read_text(encoding="ascii"))
+            return ArchiveShape(int(data["unpacked_size"]), int(data["file_count"]))
+        try:
+            with open(path, "rb") as stream:
+                shape = scan_archive(stream, archive_format, str(path))
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        with suppress(OSError):
+            fd, tmp = tempfile.mkstemp(prefix=".shape.", dir=self.shapes)
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                json.dump(
+                    {"unpacked_size": shape.unpacked_size, "file_count": shape.file_count}, out
+                )
+            os.replace(tmp, record)
+        return shape
+
     def entries(self) -> list[CacheEntry]:
         """Every archive under a final name, sorted by file name then sha256 (not re-hashed)."""
         found = []
@@ -213,6 +243,7 @@ class Cache:
                 with self.locked(key, timeout=0):
                     bytes_ = path.stat().st_size if path.exists() else 0
                     path.unlink(missing_ok=True)
+                    (self.shapes / f"{key}.json").unlink(missing_ok=True)
                     files += 1
                     size += bytes_
             except filelock.Timeout:

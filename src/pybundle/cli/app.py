@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -51,6 +52,24 @@ def _root(
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _duration(text: str, option: str) -> float:
+    """Seconds in a duration like ``30d``, ``12h``, ``90m``, ``3600s`` or ``2w``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if m is None:
+        raise UsageError(f"invalid {option} {text!r}: expected e.g. 30d, 12h, 90m")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+def _expiry(expires_in: Optional[str]) -> Optional[datetime]:
+    if expires_in is None:
+        return None
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    return now + timedelta(seconds=_duration(expires_in, "--expires-in"))
 
 
 def _size(n: int) -> str:
@@ -150,6 +169,9 @@ def bundle(
     serial: Optional[int] = typer.Option(
         None, "--serial", min=0, help="Manifest serial (default: creation time, Unix seconds)."
     ),
+    expires_in: Optional[str] = typer.Option(
+        None, "--expires-in", help="Installers refuse the bundle after this long: 90d, 12w."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve versions against the catalog, download, and pack one signed .pybundle file."""
@@ -226,6 +248,7 @@ def bundle(
             jobs=jobs,
             force=force,
             serial=serial,
+            expires=_expiry(expires_in),
             variant=variant,
             flavour=flavour,
             build=build,
@@ -331,15 +354,7 @@ def cache_clean(
     ),
 ) -> None:
     """Remove cached archives and partial downloads (all, or those unused for --older-than)."""
-    import re
-
-    seconds: Optional[float] = None
-    if older_than is not None:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", older_than)
-        if m is None:
-            raise UsageError(f"invalid --older-than {older_than!r}: expected e.g. 30d, 12h, 90m")
-        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        seconds = float(m.group(1)) * unit
+    seconds = _duration(older_than, "--older-than") if older_than is not None else None
     report = _cache(cache_dir).clean(older_than=seconds)
     busy = f"; {report.busy} in use, kept" if report.busy else ""
     print(f"removed {report.files} files, {_size(report.bytes)}{busy}")

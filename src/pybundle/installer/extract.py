@@ -148,15 +148,14 @@ def extract_archive(
                 stats.entries += 1
                 if stats.entries > max_entries:
                     raise UnsafeArchiveError(
-                        f"{source}: archive holds more than the {max_entries} members "
-                        "the manifest allows"
+                        f"{source}: archive holds more than its budget of {max_entries} members"
                     )
                 if member.isfile():
                     stats.archive_bytes += member.size
                     if stats.archive_bytes > max_bytes:
                         raise UnsafeArchiveError(
-                            f"{source}: archive unpacks to more than the {max_bytes} bytes "
-                            "the manifest allows"
+                            f"{source}: archive unpacks to more than its budget of "
+                            f"{max_bytes} bytes"
                         )
                 parts = _check_name(member.name, source)
                 if parts[: len(prefix_parts)] != prefix_parts:

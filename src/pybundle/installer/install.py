@@ -155,6 +155,8 @@ def install_bundle(
         results = []
         for artifact, dest in zip(selected, destinations):
             with _locked(dest.parent):
+                if os.path.lexists(dest) and not force:  # installed while we waited
+                    raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
                 _remove_stale_staging(dest.parent)
                 results.append(_install_one(source, artifact, dest, force))
         serials.record(signer, manifest.serial)
@@ -200,8 +202,10 @@ def free_bytes(directory: Path) -> int:
 
 
 def _check_space(selected: list[Artifact], destinations: list[Path]) -> None:
-    """Refuse before extracting when the manifest's unpacked sizes exceed the free space."""
+    """Refuse before extracting when the manifest's unpacked sizes and member counts exceed
+    the free bytes or free inodes (statvfs) of the destination's file system."""
     per_device: dict[int, tuple[Path, int]] = {}
+    per_files: dict[int, int] = {}
     for artifact, dest in zip(selected, destinations):
         need = needed_bytes(artifact)
         if need is None:
@@ -209,11 +213,18 @@ def _check_space(selected: list[Artifact], destinations: list[Path]) -> None:
         dev = os.stat(dest.parent).st_dev
         where, total = per_device.get(dev, (dest.parent, 0))
         per_device[dev] = (where, total + need)
-    for where, need in per_device.values():
+        per_files[dev] = per_files.get(dev, 0) + (artifact.file_count or 0)
+    for dev, (where, need) in per_device.items():
         free = free_bytes(where)
         if free < need:
             raise StorageError(
                 f"{where}: not enough space: the install needs {need} bytes, {free} bytes are free"
+            )
+        st = os.statvfs(where)
+        if st.f_files and st.f_favail < per_files[dev]:
+            raise StorageError(
+                f"{where}: not enough inodes: the install needs {per_files[dev]} files, "
+                f"{st.f_favail} inodes are free"
             )
 
 
