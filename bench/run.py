@@ -13,6 +13,7 @@ Usage: python bench/run.py [--runs N] [--quick] [--profile] [--uv PATH] [--work 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -288,8 +289,11 @@ class Suite:
         (CACHE / "work").mkdir(parents=True, exist_ok=True)
         self.disk = Path(tempfile.mkdtemp(prefix="disk-", dir=CACHE / "work"))
         self.rows: list[Row] = []
+        self.profiles: list[Path] = []
+        self.profile_dir = Path(args.out) / "profiles"
         self.series: dict[str, dict[str, Any]] = {}
         self.env = self._env()
+        self.source = self._source()
         self.logs = self.work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._n = 0
@@ -309,6 +313,40 @@ class Suite:
         ):
             env[var] = str(home / sub)
         return env
+
+    def _source(self) -> dict[str, Any]:
+        """Which pybundle is measured: the working tree (the project venv's editable install),
+        or with ``--rev`` a clean snapshot of ``src/`` at that revision put first on the
+        children's PYTHONPATH, so edits in flight in the working tree do not leak in."""
+        if not self.args.rev:
+            return {
+                "what": "working tree",
+                "commit": _git("rev-parse", "--short", "HEAD"),
+                "uncommitted": _git("status", "--porcelain", "--", "src").splitlines(),
+                "src_digest_start": src_digest(REPO / "src"),
+            }
+        commit = _git("rev-parse", "--short", self.args.rev)
+        if not commit:
+            raise SystemExit(f"bench: unknown git revision {self.args.rev!r}")
+        snapshot = self.work / f"src-{commit}"
+        snapshot.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive, check=True)
+        self.env["PYTHONPATH"] = str(snapshot / "src")
+        probe = subprocess.run(
+            [str(self.python), "-c", "import pybundle; print(pybundle.__file__)"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not probe.startswith(str(snapshot)):
+            raise SystemExit(f"bench: the snapshot of {commit} is not the pybundle imported")
+        return {"what": f"snapshot of src/ at {commit}", "commit": commit, "uncommitted": []}
 
     def child(self, argv: Sequence[str], env: dict[str, str] | None = None) -> Sample:
         self._n += 1
@@ -403,6 +441,7 @@ class Suite:
         self.log(f"1. install one archive ({a.file_name}, {fmt_mb(a.size)})")
         inst, tar, uvd = self.work / "inst", self.work / "tar", self.work / "uv"
         uv_env = dict(self.env)
+        uv_env.pop("PYTHONPATH", None)
         uv_env.update(
             UV_PYTHON_DOWNLOADS_JSON_URL=str(self.uv_catalog),
             UV_CACHE_DIR=str(self.work / "uv-cache"),
@@ -564,6 +603,11 @@ class Suite:
                 warmup=0,
                 cleanup=self.sync_cleanup(out, cache),
             )
+            if self.args.profile and ideal / series["pybundle bundle (cold)"].median < 0.80:
+                self.profiles += profile_command(
+                    self, "bundle-cold", argv[1:], self.profile_dir, self.args.top,
+                    self.sync_cleanup(out, cache),
+                )  # fmt: skip
         self.record("bundle-cold", series)
         p = series["pybundle bundle (cold)"]
         eff = ideal / p.median
@@ -637,7 +681,13 @@ class Suite:
         self.bench_verify("verify-large", self.large_bundle, max(3, self.runs // 2))
         self.bench_bundle_cold()
         self.meta = machine_info(self.uv)
+        if "src_digest_start" in self.source:
+            self.source["changed_during_run"] = (
+                src_digest(REPO / "src") != self.source["src_digest_start"]
+            )
         self.meta.update(
+            measured=self.source,
+            profiled=bool(self.args.profile),
             runs=self.runs,
             seconds=round(time.monotonic() - started, 1),
             loadavg_before=load_before,
@@ -681,6 +731,29 @@ def _cmd_out(argv: Sequence[str]) -> str:
         return ""
 
 
+def _git(*args: str) -> str:
+    return _cmd_out(["git", "-C", str(REPO), *args])
+
+
+def src_digest(root: Path) -> str:
+    """sha256 over the names and bytes of every file under ``root`` (no bytecode)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def describe_source(src: dict[str, Any]) -> str:
+    if src["what"] != "working tree":
+        return str(src["what"])
+    text = f"working tree at {src['commit']}"
+    if src["uncommitted"]:
+        text += " with uncommitted changes under src/"
+    if src.get("changed_during_run"):
+        text += " (**src/ changed during the run**)"
+    return text
+
+
 def machine_info(uv: Path) -> dict[str, Any]:
     cpu = ""
     try:
@@ -690,7 +763,6 @@ def machine_info(uv: Path) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    dirty = _cmd_out(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"]).splitlines()
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cpu": cpu,
@@ -698,8 +770,6 @@ def machine_info(uv: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "pybundle": PYBUNDLE_VERSION,
-        "git_commit": _cmd_out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
-        "src_uncommitted": [line.strip() for line in dirty],
         "tar": _cmd_out(["tar", "--version"]).splitlines()[0:1],
         "uv": _cmd_out([str(uv), "--version"]),
     }
@@ -710,9 +780,8 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         "# pybundle benchmarks",
         "",
         f"{meta['date']} · {meta['cpu']} · {meta['cores']} cores · Linux {meta['kernel']} · "
-        f"Python {meta['python']} · pybundle {meta['pybundle']} (git {meta['git_commit']}"
-        + (", with uncommitted changes under src/" if meta["src_uncommitted"] else "")
-        + f") · {' '.join(meta['tar'])} · {meta['uv']}",
+        f"Python {meta['python']} · pybundle {meta['pybundle']} "
+        f"({describe_source(meta['measured'])}) · {' '.join(meta['tar'])} · {meta['uv']}",
         "",
         f"Medians of {meta['runs']} alternated runs (warm page cache); every ratio is measured "
         f"in the same run. Load average before/after: "
@@ -735,6 +804,8 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
                 continue
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in r.details["cpu_seconds"].items())
             lines.append(f"- {r.id}: {parts}")
+    if meta.get("profiled"):
+        lines += ["", "Profiles of the rows that MISS: [profiles/](profiles/) (cProfile, py-spy)."]
     lines += ["", "Input archives (packed from pyenv builds, PBS install_only layout):", ""]
     for a in meta["archives"]:
         lines.append(f"- `{a['file']}` {fmt_mb(a['bytes'])} from `{a['prefix']}`")
@@ -772,61 +843,78 @@ def write_results(suite: Suite, out_dir: Path) -> tuple[Path, Path]:
 
 
 def profile_misses(suite: Suite, out_dir: Path, top: int) -> list[Path]:
-    """For each MISS row with a pybundle command: one cProfile run and, when py-spy is next to
-    uv, one py-spy run (sampling, native frames) of that command; text summaries in out_dir."""
-    import pstats
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    done: set[str] = set()
-    py_spy = suite.uv.parent / "py-spy"
+    """Profile each MISS row that has a pybundle command (rows profiled during the run, such
+    as bundle-cold, which needs its server, are skipped here)."""
+    done: set[str] = {p.name.split(".")[0] for p in suite.profiles}
+    written = list(suite.profiles)
     for row in suite.rows:
-        if row.ok is not False or row.profile_argv is None:
+        if row.ok is not False or row.profile_argv is None or row.id in done:
             continue
         key = " ".join(row.profile_argv)
         if key in done:
             continue
-        done.add(key)
-        cli_args = row.profile_argv[1:]
-        pstats_file = suite.work / f"{row.id}.pstats"
-        suite.log(f"profiling {row.id}: cProfile")
-        for d in (suite.work / "inst", suite.disk / "out"):
-            clear_dir(d)
-        suite.child([str(suite.python), "-c", PROFILE_SCRIPT, str(pstats_file), *cli_args])
-        text = out_dir / f"{row.id}.cprofile.txt"
-        buf = io.StringIO()
-        stats = pstats.Stats(str(pstats_file), stream=buf)
-        buf.write("## pybundle's own functions by cumulative time\n")
-        stats.sort_stats("cumulative").print_stats(r"/pybundle/(?!cli/)", top)
-        buf.write("## all functions by own time\n")
-        stats.strip_dirs().sort_stats("tottime").print_stats(top)
-        body = buf.getvalue().replace(str(REPO / "src") + "/", "")
-        text.write_text(
-            f"# cProfile of: pybundle {' '.join(_redact(cli_args, suite))}\n\n"
-            + _redact([body], suite)[0]
-        )
-        written.append(text)
-        if py_spy.exists():
-            suite.log(f"profiling {row.id}: py-spy")
+        done.update((key, row.id))
+
+        def prepare() -> None:
             for d in (suite.work / "inst", suite.disk / "out"):
                 clear_dir(d)
-            raw = suite.work / f"{row.id}.pyspy.txt"
-            try:
-                suite.child(
-                    [str(py_spy), "record", "--native", "--rate", "250", "--format", "raw",
-                     "--output", str(raw), "--", str(suite.pybundle), *cli_args]
-                )  # fmt: skip
-            except CommandFailed as exc:
-                suite.log(f"py-spy failed: {str(exc).splitlines()[0]}")
-                continue
-            summary = out_dir / f"{row.id}.pyspy.txt"
-            summary.write_text(
-                f"# py-spy (--native, 250 Hz) of: pybundle "
-                f"{' '.join(_redact(cli_args, suite))}\n\n" + summarize_collapsed(raw, top)
-            )
-            written.append(summary)
-    for d in (suite.work / "inst", suite.disk / "out"):
-        clear_dir(d)
+
+        written += profile_command(suite, row.id, row.profile_argv[1:], out_dir, top, prepare)
+    return written
+
+
+def profile_command(
+    suite: Suite,
+    row_id: str,
+    cli_args: Sequence[str],
+    out_dir: Path,
+    top: int,
+    prepare: Callable[[], None],
+) -> list[Path]:
+    """One cProfile run (imports included) and, when py-spy is next to uv, one py-spy run
+    (sampling, native frames) of ``pybundle CLI_ARGS``; text summaries in ``out_dir``.
+    ``prepare`` runs before each (e.g. empties the install dir)."""
+    import pstats
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    shown = " ".join(_redact(cli_args, suite))
+    pstats_file = suite.work / f"{row_id}.pstats"
+    suite.log(f"profiling {row_id}: cProfile")
+    prepare()
+    suite.child([str(suite.python), "-c", PROFILE_SCRIPT, str(pstats_file), *cli_args])
+    text = out_dir / f"{row_id}.cprofile.txt"
+    buf = io.StringIO()
+    stats = pstats.Stats(str(pstats_file), stream=buf)
+    buf.write("## pybundle's own functions by cumulative time\n")
+    stats.sort_stats("cumulative").print_stats(r"/pybundle/(?!cli/)", top)
+    buf.write("## all functions by own time\n")
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    body = buf.getvalue().replace(str(REPO / "src") + "/", "")
+    if "PYTHONPATH" in suite.env:
+        body = body.replace(suite.env["PYTHONPATH"] + "/", "")
+    text.write_text(f"# cProfile of: pybundle {shown}\n\n" + _redact([body], suite)[0])
+    written.append(text)
+    py_spy = suite.uv.parent / "py-spy"
+    if py_spy.exists():
+        suite.log(f"profiling {row_id}: py-spy")
+        prepare()
+        raw = suite.work / f"{row_id}.pyspy.txt"
+        try:
+            suite.child(
+                [str(py_spy), "record", "--native", "--rate", "250", "--format", "raw",
+                 "--output", str(raw), "--", str(suite.pybundle), *cli_args]
+            )  # fmt: skip
+        except CommandFailed as exc:
+            suite.log(f"py-spy failed: {str(exc).splitlines()[0]}")
+            return written
+        summary = out_dir / f"{row_id}.pyspy.txt"
+        summary.write_text(
+            f"# py-spy (--native, 250 Hz, all threads) of: pybundle {shown}\n\n"
+            + summarize_collapsed(raw, top)
+        )
+        written.append(summary)
+    prepare()
     return written
 
 
@@ -850,7 +938,7 @@ def summarize_collapsed(path: Path, top: int) -> str:
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             incl[frame] = incl.get(frame, 0) + count
-        for frame in {_short_frame(f) for f in stack.split(";") if "/pybundle/" in f}:
+        for frame in {_short_frame(f) for f in stack.split(";") if _is_ours(f)}:
             ours[frame] = ours.get(frame, 0) + count
     out = [f"{total} samples", "", "self %  function (file:line)"]
     for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
@@ -862,6 +950,12 @@ def summarize_collapsed(path: Path, top: int) -> str:
     for name, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"{100 * n / total:6.1f}  {name}")
     return "\n".join(out) + "\n"
+
+
+def _is_ours(frame: str) -> bool:
+    """A frame of pybundle's own code (py-spy names files relative to sys.path entries)."""
+    where = frame.partition(" (")[2]
+    return where.startswith("pybundle/") or "/pybundle/" in where
 
 
 def _short_frame(frame: str) -> str:
@@ -888,6 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uv", default=str(Path(sys.executable).parent / "uv"), help="uv binary")
     parser.add_argument("--work", help="work directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument("--rev", help="measure a clean snapshot of src/ at this git revision")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.md/latest.json go")
     args = parser.parse_args(argv)
     if args.quick:
@@ -895,13 +990,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("tar") is None or not Path(args.uv).exists():
         parser.error(f"needs GNU tar and uv (looked for {args.uv}); run `make bench`")
     suite = Suite(args)
+    if args.profile and suite.profile_dir.is_dir():
+        for old in suite.profile_dir.glob("*.txt"):
+            old.unlink()  # the profiles committed beside latest.md belong to its run
     try:
         suite.run()
         md, js = write_results(suite, Path(args.out))
         print(md.read_text())
         print(f"results: {md} and {js}")
         if args.profile:
-            for path in profile_misses(suite, Path(args.out) / "profiles", args.top):
+            for path in profile_misses(suite, suite.profile_dir, args.top):
                 print(f"profile: {path}")
     finally:
         suite.cleanup()
