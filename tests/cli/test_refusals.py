@@ -221,3 +221,37 @@ def test_dir_member_type_change_is_unsafe(tiny_bundle, key_files, install_dir: P
     bundle = tiny_bundle(members=members)
     before = snapshot(install_dir)
     assert_refused(install(bundle, key_files[1], install_dir), 6, install_dir, before)
+
+
+def test_one_unsafe_archive_of_several_installs_nothing(
+    tmp_path: Path, signing_key, key_files, install_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Archives are staged in parallel worker processes; one refusal removes every staged tree."""
+    from conftest import make_tar, tiny_artifact
+    from pybundle.bundler.pack import write_bundle
+
+    items = []
+    for version, extra in (("3.12.1", []), ("3.13.0", [tar_link("python/lib/etc", "/etc")])):
+        archive = make_tar(
+            tmp_path / f"cpython-{version}+20990101-x86_64-unknown-linux-gnu-install_only.tar.gz",
+            [*tiny_interpreter_members(), *extra],
+        )
+        items.append((tiny_artifact(archive, version=version), archive))
+    bundle = tmp_path / "two.pybundle"
+    write_bundle(bundle, items, secret_key=signing_key)
+    before = snapshot(install_dir)
+    proc = install(bundle, key_files[1], install_dir)
+    assert_refused(proc, 6, install_dir, before, "points outside the tree")
+    assert not [p for p in install_dir.iterdir() if p.name.startswith(".pybundle-staging")]
+    ok = run_cli(
+        "install",
+        "--from",
+        str(bundle),
+        "--trusted-key",
+        str(key_files[1]),
+        "--install-dir",
+        str(install_dir),
+        "--version",
+        "3.12",
+    )
+    assert ok.returncode == 0, ok.stderr

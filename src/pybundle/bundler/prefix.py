@@ -190,6 +190,9 @@ def pack_prefix(
                 return None
         member.uid = member.gid = 0
         member.uname = member.gname = ""
+        # whole seconds: a fractional mtime would cost a PAX header per member (and pyc
+        # validation compares whole seconds anyway)
+        member.mtime = int(member.mtime)
         counts["files"] += 1
         if member.isfile():
             counts["bytes"] += member.size

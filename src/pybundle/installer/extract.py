@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import IO
 from pybundle.archives import READ_ERRORS, open_decompressed
 from pybundle.errors import StorageError, UnsafeArchiveError
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
 COPY_CHUNK = 256 * 1024
@@ -59,7 +61,7 @@ def _check_name(name: str, what: str) -> list[str]:
     """Validate a member name; return its components (trailing slash removed)."""
     if not name or name in (".", "./"):
         raise UnsafeArchiveError(f"{what}: member with an empty name")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL_CHARS.search(name):
         raise UnsafeArchiveError(f"{what}: member name {name!r} contains control characters")
     try:
         encoded = name.encode("utf-8")

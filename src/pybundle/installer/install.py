@@ -13,10 +13,16 @@ install is left untouched.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import multiprocessing
 import os
+import signal
+import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,12 +38,13 @@ from pybundle.errors import (
     StorageError,
     UsageError,
 )
+from pybundle.hashing import check_digest
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
 from pybundle.installer.policy import SerialStore, check_freshness
 from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
 from pybundle.installer.source import BundleSource
-from pybundle.installer.verify import VerifiedBundle, verify_archive, verify_manifest
+from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_manifest
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import PublicKey
 from pybundle.targets import Target, host_can_run, host_target
@@ -46,6 +53,8 @@ from pybundle.versions import PythonVersion, VersionRequest
 INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
 STAGING_PREFIX = ".pybundle-staging-"
 LOCK_NAME = ".pybundle.lock"
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when its parent dies."""
 BLOCK_ALLOWANCE = 4096
 """Bytes allowed per member for file-system block rounding in the space check."""
 
@@ -150,15 +159,22 @@ def install_bundle(
         for parent in sorted({d.parent for d in destinations}):
             _check_writable(parent)
         _check_space(selected, destinations)
-        for artifact in selected:
-            verify_archive(source, artifact)
-        results = []
-        for artifact, dest in zip(selected, destinations):
-            with _locked(dest.parent):
+        verify_archives(source, selected)
+        with contextlib.ExitStack() as locks:
+            for parent in sorted({d.parent for d in destinations}):
+                locks.enter_context(_locked(parent))
+                _remove_stale_staging(parent)
+            for dest in destinations:
                 if os.path.lexists(dest) and not force:  # installed while we waited
                     raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
-                _remove_stale_staging(dest.parent)
-                results.append(_install_one(source, artifact, dest, force))
+            staged = _stage_all(source, selected, destinations)
+            results: list[InstallResult] = []
+            try:
+                for artifact, dest, tree in zip(selected, destinations, staged):
+                    results.append(_place(tree, artifact, dest, force))
+            finally:
+                for tree in staged[len(results) + 1 :]:
+                    remove_tree(tree.staging)
         serials.record(signer, manifest.serial)
     return results
 
@@ -271,9 +287,21 @@ def _remove_stale_staging(directory: Path) -> None:
             remove_tree(entry)
 
 
-def _install_one(
-    source: BundleSource, artifact: Artifact, dest: Path, force: bool
-) -> InstallResult:
+@dataclass(frozen=True)
+class _Staged:
+    """An extracted, checked and relocated tree waiting in its staging dir."""
+
+    staging: Path
+    stats: ExtractStats
+    report: Optional[RelocationReport]
+
+
+def _stage_one(source: BundleSource, artifact: Artifact, dest: Path) -> _Staged:
+    """Extract ``artifact`` into a new staging dir beside ``dest``, check the bytes extracted
+    against the manifest's sha256 and counts, and relocate the tree to ``dest``.
+
+    Removes the staging dir and raises on any failure (ENOSPC as a needed-vs-free message).
+    """
     where = f"{source.path}: {artifact.member}"
     try:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{dest.name}-", dir=dest.parent))
@@ -292,26 +320,14 @@ def _install_one(
                 max_bytes=max_bytes,
                 max_entries=max_entries,
             )
+            extracted = stream.finish()
+        check_digest(where, extracted, artifact.sha256, artifact.size)
         _check_counts(artifact, stats, where)
         # The tree's own sysconfigdata is authoritative; the manifest's record is a fallback.
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
         report = None
         if build_prefix is not None:
             report = relocate(staging, build_prefix, str(dest))
-        replaced = os.path.lexists(dest)
-        try:
-            if replaced:
-                if not force:
-                    raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
-                swap_into_place(staging, dest)
-            else:
-                move_into_place(staging, dest)
-        except FileExistsError as exc:
-            raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)") from exc
-        except OSError as exc:
-            raise StorageError(
-                f"{dest}: cannot move the new interpreter into place: {exc}"
-            ) from exc
     except OSError as exc:
         remove_tree(staging)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -326,9 +342,89 @@ def _install_one(
     except BaseException:
         remove_tree(staging)
         raise
+    return _Staged(staging, stats, report)
+
+
+def _die_with_parent() -> None:
+    """In a staging worker: ask Linux to kill us if the installer dies (PR_SET_PDEATHSIG), so
+    a ``kill -9`` of the installer leaves no worker writing on; the next run cleans up."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _stage_in_worker(bundle: Path, artifact: Artifact, dest: Path) -> _Staged:
+    """:func:`_stage_one` in a worker process, with its own handle on the bundle file."""
+    with BundleSource(bundle) as source:
+        return _stage_one(source, artifact, dest)
+
+
+def _stage_all(
+    source: BundleSource, selected: list[Artifact], destinations: list[Path]
+) -> list[_Staged]:
+    """Stage every selected archive: in this process for one archive, else one worker process
+    per CPU (extraction is CPU-bound Python, so threads would not help). If one fails, the
+    staging dirs of the others are removed and the first failure in manifest order is raised.
+    """
+    workers = min(len(selected), os.cpu_count() or 1)
+    if workers <= 1:
+        staged: list[_Staged] = []
+        try:
+            for artifact, dest in zip(selected, destinations):
+                staged.append(_stage_one(source, artifact, dest))
+        except BaseException:
+            for done in staged:
+                remove_tree(done.staging)
+            raise
+        return staged
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent
+    ) as pool:
+        futures = [
+            pool.submit(_stage_in_worker, source.path, artifact, dest)
+            for artifact, dest in zip(selected, destinations)
+        ]
+        wait(futures)
+    results: list[_Staged] = []
+    error: Optional[BaseException] = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        for done in results:
+            remove_tree(done.staging)
+        raise error
+    return results
+
+
+def _place(staged: _Staged, artifact: Artifact, dest: Path, force: bool) -> InstallResult:
+    """Rename a staged tree to ``dest`` (atomic exchange with an existing tree under
+    ``force``); the staging dir is gone afterwards whatever happens."""
+    replaced = os.path.lexists(dest)
+    try:
+        if replaced:
+            if not force:
+                raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
+            swap_into_place(staged.staging, dest)
+        else:
+            move_into_place(staged.staging, dest)
+    except FileExistsError as exc:
+        remove_tree(staged.staging)
+        raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)") from exc
+    except OSError as exc:
+        remove_tree(staged.staging)
+        raise StorageError(f"{dest}: cannot move the new interpreter into place: {exc}") from exc
+    except BaseException:
+        remove_tree(staged.staging)
+        raise
     if replaced:
-        remove_tree(staging)  # now holds the previous install
-    return InstallResult(artifact, dest, replaced, report, stats)
+        remove_tree(staged.staging)  # now holds the previous install
+    return InstallResult(artifact, dest, replaced, staged.report, staged.stats)
 
 
 def _no_space(artifact: Artifact, parent: Path, where: str) -> StorageError:

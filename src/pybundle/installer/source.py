@@ -7,6 +7,7 @@ member list is checked only to refuse members the manifest does not account for.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
@@ -14,11 +15,14 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from pybundle.errors import IntegrityError, ManifestError, SignatureError, StorageError
 from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Artifact, Manifest
 from pybundle.signing import MAX_SIGNATURE_BYTES
+
+HASH_CHUNK = 4 * 1024 * 1024
+"""Read size for hashing archive members, in bytes."""
 
 
 class BundleSource:
@@ -114,9 +118,38 @@ class BundleSource:
                 )
 
     @contextmanager
-    def open_archive(self, artifact: Artifact) -> Iterator[IO[bytes]]:
-        """Stream an archive member's bytes. The member must be STORED and exactly
-        ``artifact.size`` bytes long per the zip directory; ManifestError otherwise."""
+    def open_archive(self, artifact: Artifact) -> Iterator[ArchiveReader]:
+        """Stream an archive member's bytes, hashing them as they are read (see
+        :meth:`ArchiveReader.finish`). The member must be STORED and exactly ``artifact.size``
+        bytes long per the zip directory; ManifestError otherwise."""
+        info = self._member_info(artifact)
+        with open(self.path, "rb", buffering=0) as raw:
+            start = self._data_offset(raw, info, artifact.member)
+            yield ArchiveReader(_Region(raw, start, info.file_size))
+
+    def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
+        """sha256 of an archive member's bytes: ``(hex digest, bytes read)``, read with
+        ``os.preadv`` into one reused buffer (no per-chunk allocation; hashlib releases the GIL,
+        so several members hash in parallel threads). Same checks as :meth:`open_archive`."""
+        info = self._member_info(artifact)
+        digest = hashlib.sha256()
+        buffer = bytearray(HASH_CHUNK)
+        view = memoryview(buffer)
+        with open(self.path, "rb", buffering=0) as raw:
+            fd = raw.fileno()
+            position = self._data_offset(raw, info, artifact.member)
+            remaining = info.file_size
+            while remaining > 0:
+                want = min(HASH_CHUNK, remaining)
+                n = os.preadv(fd, [view[:want]], position)
+                if n <= 0:
+                    break
+                digest.update(view[:n])
+                position += n
+                remaining -= n
+        return digest.hexdigest(), info.file_size - remaining
+
+    def _member_info(self, artifact: Artifact) -> zipfile.ZipInfo:
         info = self._info(artifact.member)
         if info is None:
             raise ManifestError(
@@ -129,9 +162,7 @@ class BundleSource:
                 f"{self.path}: member {artifact.member} is {info.file_size} bytes, "
                 f"the manifest says {artifact.size}"
             )
-        with open(self.path, "rb", buffering=0) as raw:
-            start = self._data_offset(raw, info, artifact.member)
-            yield io.BufferedReader(_Region(raw, start, info.file_size), buffer_size=1024 * 1024)
+        return info
 
     def _data_offset(self, raw: BinaryIO, info: zipfile.ZipInfo, member: str) -> int:
         """Offset of a STORED member's first data byte, from its local file header
@@ -148,10 +179,30 @@ class BundleSource:
         return info.header_offset + 30 + name_len + extra_len
 
 
-class _Region(io.RawIOBase):
-    """A read-only window of ``size`` bytes at ``start`` in an open file (pread based).
+class ArchiveReader(io.BufferedReader):
+    """A buffered stream over one archive member that hashes every byte it delivers.
 
-    Reading stops at the window's end, so a reader can never run past the member.
+    After extraction, :meth:`finish` reads whatever the decompressor left unread and returns
+    ``(sha256 hex, bytes)`` of the whole member: the bytes actually extracted are checked
+    against the manifest before the staged tree is used, even if the file changed after the
+    up-front verification pass.
+    """
+
+    def __init__(self, region: _Region) -> None:
+        super().__init__(region, buffer_size=1024 * 1024)
+        self._region = region
+
+    def finish(self) -> tuple[str, int]:
+        """Drain the member to its end; return its ``(sha256 hex digest, size in bytes)``."""
+        while self.read(HASH_CHUNK):
+            pass
+        return self._region.hash.hexdigest(), self._region.position
+
+
+class _Region(io.RawIOBase):
+    """A read-only window of ``size`` bytes at ``start`` in an open file (pread based), hashed
+    as it is read. Reading stops at the window's end, so a reader can never run past the
+    member.
     """
 
     def __init__(self, raw: BinaryIO, start: int, size: int) -> None:
@@ -159,6 +210,12 @@ class _Region(io.RawIOBase):
         self._start = start
         self._size = size
         self._pos = 0
+        self.hash = hashlib.sha256()
+
+    @property
+    def position(self) -> int:
+        """Bytes read so far."""
+        return self._pos
 
     def readable(self) -> bool:
         return True
@@ -169,8 +226,7 @@ class _Region(io.RawIOBase):
             return 0
         view = memoryview(buffer)
         want = min(len(view), remaining)
-        data = os.pread(self._fd, want, self._start + self._pos)
-        n = len(data)
-        view[:n] = data
+        n = os.preadv(self._fd, [view[:want]], self._start + self._pos)
+        self.hash.update(view[:n])
         self._pos += n
         return n
