@@ -246,6 +246,10 @@ def artifact_for_entry(entry: CatalogEntry, size: int, sha256: Optional[str] = N
     )
 
 
+def _format_of(path: Path) -> str:
+    return "tar.zst" if path.name.endswith(".tar.zst") else "tar.gz"
+
+
 def load_entries(
     catalog: Optional[str] = None,
     *,
@@ -330,7 +334,11 @@ def build_bundle(
         downloader = Downloader(cache, jobs=jobs, progress=progress)
         fetch_started = time.monotonic()
         try:
-            downloads = downloader.fetch_all([p.item for p in the_plan.artifacts])
+            downloads = downloader.fetch_all(
+                [p.item for p in the_plan.artifacts],
+                # measure each archive for the manifest while the other downloads go on
+                after=lambda d: cache.shape(d.sha256, d.path, _format_of(d.path)),
+            )
         finally:
             downloader.close()
         summary = summarize(downloads, time.monotonic() - fetch_started)

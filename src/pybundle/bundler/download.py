@@ -456,11 +456,17 @@ class Downloader:
 
     # ---- many archives
 
-    def fetch_all(self, items: Sequence[DownloadItem]) -> list[DownloadResult]:
+    def fetch_all(
+        self,
+        items: Sequence[DownloadItem],
+        after: Optional[Callable[[DownloadResult], object]] = None,
+    ) -> list[DownloadResult]:
         """Fetch several archives with ``jobs`` threads; results follow the input order.
 
-        Items with the same key (sha256, or URL without one) are fetched once. The first failure
-        is raised after the other transfers have finished (their verified files stay cached).
+        Items with the same key (sha256, or URL without one) are fetched once. ``after`` runs in
+        the same thread right after each archive is in the cache (e.g. to measure it while other
+        downloads go on). The first failure is raised after the other transfers have finished
+        (their verified files stay cached).
         """
         unique: dict[str, DownloadItem] = {}
         for item in items:
@@ -468,7 +474,9 @@ class Downloader:
         results: dict[str, DownloadResult] = {}
         first_error: Optional[BaseException] = None
         with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(unique) or 1))) as pool:
-            futures = {key: pool.submit(self.fetch, item) for key, item in unique.items()}
+            futures = {
+                key: pool.submit(self._fetch_then, item, after) for key, item in unique.items()
+            }
             for key, future in futures.items():
                 try:
                     results[key] = future.result()
@@ -478,6 +486,14 @@ class Downloader:
         if first_error is not None:
             raise first_error
         return [results[item.key] for item in items]
+
+    def _fetch_then(
+        self, item: DownloadItem, after: Optional[Callable[[DownloadResult], object]]
+    ) -> DownloadResult:
+        result = self.fetch(item)
+        if after is not None:
+            after(result)
+        return result
 
 
 class _HashSink:
