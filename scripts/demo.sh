@@ -18,7 +18,8 @@ if [ ${#prefixes[@]} -eq 0 ]; then
 fi
 
 step() { printf '\n== %s\n' "$*"; }
-export XDG_CONFIG_HOME="$DEMO_DIR/config"   # keep the demo's trust store out of yours
+# keep the demo's trust store and serial record out of yours
+export XDG_CONFIG_HOME="$DEMO_DIR/config" XDG_STATE_HOME="$DEMO_DIR/state"
 
 step "keygen"
 "$PYBUNDLE" keygen --secret-key "$DEMO_DIR/keys/ops.key" --public-key "$DEMO_DIR/keys/ops.pub" --force
