@@ -125,36 +125,6 @@ class BundleReport:
     plan: Optional[Plan] = None
 
 
-def plan(
-    entries: Sequence[CatalogEntry],
-    versions: Sequence[VersionRequest | PythonRequest],
-    targets: Sequence[Target | PlatformGroup],
-    *,
-    mirror: str | None = None,
-    implementation: str = "cpython",
-    variant: str = "default",
-    flavour: Optional[str] = None,
-    build: Optional[str] = None,
-    prerelease: str = "disallow",
-    allow_unhashed: bool = False,
-) -> list[PlannedArtifact]:
-    """The artifacts of :func:`make_plan` (same arguments and errors)."""
-    return list(
-        make_plan(
-            entries,
-            versions,
-            targets,
-            mirror=mirror,
-            implementation=implementation,
-            variant=variant,
-            flavour=flavour,
-            build=build,
-            prerelease=prerelease,
-            allow_unhashed=allow_unhashed,
-        ).artifacts
-    )
-
-
 def make_plan(
     entries: Sequence[CatalogEntry],
     versions: Sequence[VersionRequest | PythonRequest],
@@ -370,10 +340,3 @@ def build_bundle(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
-
-
-def load_catalog_default() -> list[CatalogEntry]:
-    """Load the catalog named by ``$PYBUNDLE_CATALOG`` or uv's public download metadata."""
-    from pybundle.bundler.catalog import default_catalog_source
-
-    return load_catalog(default_catalog_source())
