@@ -124,7 +124,7 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
         str(bundle),
         check=True,
     )
-    assert "2 downloads, 0 from cache" in proc.stdout or len(mirror.archives) == 1
+    assert f"{len(mirror.archives)} downloads, 0 from cache" in proc.stdout
     cached = sorted(p.name for p in (tmp_path / "cache" / "archives").iterdir())
     assert all(not n.startswith(".") for n in cached)
     assert [n.split("-", 1)[0] for n in cached] == sorted(

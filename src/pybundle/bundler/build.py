@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.catalog import (
     CatalogEntry,
@@ -158,7 +159,7 @@ def make_plan(
     planned = []
     for pick in picks:
         entry = pick.entry
-        if entry.archive_format not in ("tar.gz", "tar.zst"):
+        if entry.archive_format not in ARCHIVE_FORMATS:
             raise ResolutionError(
                 f"{entry.file_name}: {entry.archive_format} archives are not supported "
                 "(tar.gz and tar.zst are)"

@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, cast
 
 import zstandard
 
+from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.errors import PybundleError, StorageError, UsageError
 from pybundle.hashing import CHUNK_SIZE
 from pybundle.manifest import Artifact
@@ -174,7 +175,7 @@ def pack_prefix(
     description (size in bytes, sha256, unpacked size and member count) and the archive path.
     Raises StorageError when the archive cannot be written.
     """
-    if archive_format not in ("tar.gz", "tar.zst"):
+    if archive_format not in ARCHIVE_FORMATS:
         raise UsageError(f"unsupported archive format {archive_format!r} (tar.gz or tar.zst)")
     if site_packages not in ("all", "pip"):
         raise UsageError(f"--prefix-site-packages must be 'all' or 'pip', not {site_packages!r}")

@@ -128,26 +128,10 @@ class BundleSource:
             yield ArchiveReader(_Region(raw, start, info.file_size))
 
     def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
-        """sha256 of an archive member's bytes: ``(hex digest, bytes read)``, read with
-        ``os.preadv`` into one reused buffer (no per-chunk allocation; hashlib releases the GIL,
-        so several members hash in parallel threads). Same checks as :meth:`open_archive`."""
-        info = self._member_info(artifact)
-        digest = hashlib.sha256()
-        buffer = bytearray(HASH_CHUNK)
-        view = memoryview(buffer)
-        with open(self.path, "rb", buffering=0) as raw:
-            fd = raw.fileno()
-            position = self._data_offset(raw, info, artifact.member)
-            remaining = info.file_size
-            while remaining > 0:
-                want = min(HASH_CHUNK, remaining)
-                n = os.preadv(fd, [view[:want]], position)
-                if n <= 0:
-                    break
-                digest.update(view[:n])
-                position += n
-                remaining -= n
-        return digest.hexdigest(), info.file_size - remaining
+        """sha256 of an archive member's bytes: ``(hex digest, bytes read)``. Same checks as
+        :meth:`open_archive`; hashlib releases the GIL, so members hash in parallel threads."""
+        with self.open_archive(artifact) as stream:
+            return stream.finish()
 
     def _member_info(self, artifact: Artifact) -> zipfile.ZipInfo:
         info = self._info(artifact.member)
@@ -194,7 +178,8 @@ class ArchiveReader(io.BufferedReader):
 
     def finish(self) -> tuple[str, int]:
         """Drain the member to its end; return its ``(sha256 hex digest, size in bytes)``."""
-        while self.read(HASH_CHUNK):
+        buffer = bytearray(HASH_CHUNK)  # reused: large readinto calls go straight to preadv
+        while self.readinto(buffer):
             pass
         return self._region.hash.hexdigest(), self._region.position
 
