@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from pybundle import __version__
 from pybundle.errors import ManifestError
+from pybundle.jsondoc import load_json
 from pybundle.schema import validate_manifest_document
 from pybundle.targets import Target
 
@@ -217,18 +218,12 @@ class Manifest:
     def from_bytes(cls, data: bytes, source: str) -> Manifest:
         """Parse and validate manifest bytes read from ``source`` (named in errors).
 
-        Raises ManifestError when the data is larger than MAX_MANIFEST_BYTES, is not UTF-8
-        JSON, fails the schema, or is inconsistent (duplicate members, bad timestamps).
+        Raises ManifestError when the data is larger than MAX_MANIFEST_BYTES, is not strict
+        UTF-8 JSON (:func:`pybundle.jsondoc.load_json`: no floats, no repeated keys, bounded
+        depth), fails the schema, or is inconsistent (duplicate members or install
+        directories, bad timestamps).
         """
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(
-                f"{source}: manifest is {len(data)} bytes, more than the "
-                f"{MAX_MANIFEST_BYTES} bytes allowed"
-            )
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ManifestError(f"{source}: manifest is not valid UTF-8 JSON: {exc}") from exc
+        doc = load_json(data, source, "manifest", ManifestError, max_bytes=MAX_MANIFEST_BYTES)
         validate_manifest_document(doc, source)
         try:
             created = parse_timestamp(doc["created"])
@@ -249,12 +244,22 @@ class Manifest:
 
 
 def _check_semantics(manifest: Manifest, source: str) -> None:
-    """Checks the schema cannot express: unique members, consistent member names."""
+    """Checks the schema cannot express: unique members, consistent member names, and one
+    artifact per install directory (two artifacts that would install to the same place, such
+    as install_only and install_only_stripped of one build, make the whole selection
+    ambiguous, so such a manifest is refused when written and when read)."""
     seen: set[str] = set()
+    places: dict[str, str] = {}
     for artifact in manifest.artifacts:
         if artifact.member in seen:
             raise ManifestError(f"{source}: manifest lists {artifact.member} twice")
         seen.add(artifact.member)
+        other = places.setdefault(artifact.install_name, artifact.file_name)
+        if other != artifact.file_name:
+            raise ManifestError(
+                f"{source}: {other} and {artifact.file_name} would both install to "
+                f"{artifact.install_name}; a bundle may hold only one of them"
+            )
         if artifact.file_name in (".", "..") or "/" in artifact.file_name:
             raise ManifestError(
                 f"{source}: manifest has an unsafe file name {artifact.file_name!r}"

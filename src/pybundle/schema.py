@@ -1,7 +1,8 @@
-"""Loading the manifest JSON Schema shipped as package data and validating documents with it.
+"""Loading the JSON Schemas shipped as package data and validating documents with them.
 
-The schema is ``pybundle/schemas/manifest-v1.schema.json`` (JSON Schema draft 2020-12); its
-``$id`` carries the major version, so a future incompatible manifest gets a new file.
+``pybundle/schemas/manifest-v1.schema.json`` describes the bundle manifest and
+``receipt-v1.schema.json`` the install receipt (both JSON Schema draft 2020-12); each ``$id``
+carries the major version, so a future incompatible document gets a new file.
 """
 
 from __future__ import annotations
@@ -13,25 +14,49 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from pybundle.errors import ManifestError
+from pybundle.errors import ManifestError, PybundleError
 
 SCHEMA_FILE = "manifest-v1.schema.json"
 SCHEMA_ID = "urn:pybundle:schema:manifest:v1"
+RECEIPT_SCHEMA_FILE = "receipt-v1.schema.json"
 
 
-@lru_cache(maxsize=1)
-def manifest_schema() -> dict[str, Any]:
-    """Return the parsed manifest schema (a dict), loaded once from package data."""
-    text = resources.files("pybundle").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
+@lru_cache(maxsize=4)
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the parsed schema ``pybundle/schemas/<name>`` (a dict), loaded once."""
+    text = resources.files("pybundle").joinpath("schemas", name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    schema = manifest_schema()
+def manifest_schema() -> dict[str, Any]:
+    """Return the parsed manifest schema (a dict), loaded once from package data."""
+    return load_schema(SCHEMA_FILE)
+
+
+@lru_cache(maxsize=4)
+def _validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+def validate_document(
+    document: Any, schema_name: str, source: str, what: str, error: type[PybundleError]
+) -> None:
+    """Validate a decoded document against the shipped schema ``schema_name``.
+
+    Raises ``error`` with one line naming ``source``, ``what`` the document is, the JSON path
+    of the first error and its reason.
+    """
+    errors = sorted(_validator(schema_name).iter_errors(document), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        reason = first.message
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        raise error(f"{source}: {what} fails the schema at {where}: {reason}")
 
 
 def validate_manifest_document(document: Any, source: str) -> None:
@@ -40,11 +65,4 @@ def validate_manifest_document(document: Any, source: str) -> None:
     Raises ManifestError with one line naming ``source``, the JSON path of the first
     error and its reason.
     """
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        reason = first.message
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        raise ManifestError(f"{source}: manifest fails the schema at {where}: {reason}")
+    validate_document(document, SCHEMA_FILE, source, "manifest", ManifestError)

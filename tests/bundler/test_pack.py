@@ -92,8 +92,10 @@ def test_manifest_failing_schema_is_refused() -> None:
     doc = {"schema_version": 1, "bundle_id": "nope"}
     with pytest.raises(ManifestError, match="fails the schema"):
         Manifest.from_bytes(json.dumps(doc).encode(), "x.pybundle")
-    with pytest.raises(ManifestError, match="not valid UTF-8 JSON"):
+    with pytest.raises(ManifestError, match="not valid UTF-8"):
         Manifest.from_bytes(b"\xff{", "x.pybundle")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.from_bytes(b"{", "x.pybundle")
 
 
 def test_minisign_verifies_our_manifest_signature(

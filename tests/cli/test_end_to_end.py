@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Mirror, run_cli
+from pybundle.installer.receipts import RECEIPT_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +65,13 @@ def build_wheel(directory: Path) -> Path:
 
 
 def text_files_containing(root: Path, needle: bytes) -> list[str]:
-    """Files under root (no .pyc, no binary files) whose bytes contain ``needle``."""
+    """Files under root (no .pyc, no binary files, not pybundle's receipt, which records where
+    the interpreter came from) whose bytes contain ``needle``."""
     hits = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             path = Path(dirpath) / name
-            if path.is_symlink() or name.endswith(".pyc"):
+            if path.is_symlink() or name.endswith(".pyc") or name == RECEIPT_NAME:
                 continue
             data = path.read_bytes()
             if b"\0" in data:

@@ -290,3 +290,50 @@ def test_archive_larger_than_the_manifest_budget(
     parts.doc["artifacts"][0][field] = value
     bundle = parts.build(tmp_path / f"budget-{field}.pybundle")
     refused(bundle, key_files[1], installs, 6, needle)
+
+
+def test_manifest_nested_200000_levels_deep(parts: Parts, key_files, installs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    deep = b'{"a":' * 200_000 + b"1" + b"}" * 200_000
+    bundle = assemble(tmp_path / "deep.pybundle", deep, None, parts.archives)
+    for command in (("inspect", str(bundle)), ("inspect", "--json", str(bundle))):
+        proc = run_cli(*command)
+        assert proc.returncode == 5 and "nested too deeply" in proc.stderr, proc.stderr
+    data = b"[" * 200_000 + b"]" * 200_000
+    bundle = assemble(tmp_path / "deep2.pybundle", data, sign(data, parts.key, "c"), [])
+    refused(bundle, key_files[1], installs, 5, "nested too deeply")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("serial", 1.0, "not an integer"),
+        ("serial", "NaN", "not valid JSON"),
+        ("build_prefix", "/opt/py\nthon", "build_prefix"),
+        ("build_prefix", "/", "build_prefix"),
+        ("source", {"url": "https://x/\x1b[2Jevil"}, "source"),
+        ("size", 2**70, "size"),
+    ],
+)
+def test_manifest_fields_the_installer_relies_on(
+    parts: Parts, key_files, installs, tmp_path, field: str, value: object, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    target = parts.doc if field == "serial" else parts.doc["artifacts"][0]
+    target[field] = value
+    data = parts.manifest_bytes()
+    if value == "NaN":
+        data = data.replace(b'"NaN"', b"NaN")
+    bundle = assemble(
+        tmp_path / "field.pybundle", data, sign(data, parts.key, parts.comment()), parts.archives
+    )
+    refused(bundle, key_files[1], installs, 5, needle)
+
+
+def test_duplicate_keys_in_the_manifest(parts: Parts, key_files, installs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two readers could disagree on which of two "version" keys counts: refuse both."""
+    data = parts.manifest_bytes().replace(
+        b'"version": "3.12.1"', b'"version": "3.12.1", "version": "3.9.0"'
+    )
+    bundle = assemble(
+        tmp_path / "dup.pybundle", data, sign(data, parts.key, parts.comment()), parts.archives
+    )
+    refused(bundle, key_files[1], installs, 5, "appears twice")

@@ -47,6 +47,7 @@ from pybundle.errors import StorageError
 from pybundle.hashing import sha256_file
 from pybundle.installer.install import install_bundle, needed_bytes
 from pybundle.installer.policy import SerialStore
+from pybundle.installer.receipts import RECEIPT_NAME
 from pybundle.manifest import Artifact
 from pybundle.signing import SecretKey, generate_secret_key
 
@@ -188,9 +189,11 @@ def listing(root: Path) -> dict[str, Entry]:
 
 def assert_complete(real: RealBundle, root: Path) -> bool:
     """Assert ``root`` holds the whole interpreter tree and nothing else (but the marker);
-    returns whether the marker is there (True: the earlier install, False: the new one)."""
+    returns whether the marker is there (True: the earlier install, False: the new one).
+    A complete install has its receipt."""
     have = listing(root)
     marked = have.pop(MARKER, None) is not None
+    assert have.pop(RECEIPT_NAME, None) is not None, f"{root}: no install receipt"
     assert sorted(have) == sorted(real.tree), (
         f"{root}: partial tree: missing {sorted(set(real.tree) - set(have))[:5]}, "
         f"extra {sorted(set(have) - set(real.tree))[:5]}"

@@ -472,6 +472,7 @@ def install(
         on_verified=lambda v: _err(
             f"verified {from_}: signed by key {v.key.key_id_hex}, serial {v.manifest.serial}"
         ),
+        on_warning=lambda message: _err(f"pybundle: warning: {message}"),
     )
     for r in results:
         verb = "replaced" if r.replaced else "installed"

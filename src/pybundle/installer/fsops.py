@@ -9,11 +9,13 @@ and to rename-aside with rollback.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,5 +83,15 @@ def swap_into_place(staged: Path, dest: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a directory tree, ignoring errors (used for staging dirs and replaced installs)."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete a staging entry or a replaced install, ignoring errors. A symlink (or any other
+    non-directory) is removed itself, never followed: rmtree refuses links, and skipping them
+    would leave the entry behind."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

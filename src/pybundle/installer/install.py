@@ -41,7 +41,21 @@ from pybundle.errors import (
 from pybundle.hashing import check_digest
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
-from pybundle.installer.policy import SerialStore, check_freshness
+from pybundle.installer.policy import (
+    DowngradeError,
+    SerialStore,
+    check_freshness,
+    interpreter_line,
+)
+from pybundle.installer.receipts import (
+    BundleIdentity,
+    Destination,
+    Receipt,
+    inspect_destination,
+    now_utc,
+    scan_tree,
+    write_receipt,
+)
 from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_manifest
@@ -53,6 +67,8 @@ from pybundle.versions import PythonVersion, VersionRequest
 INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
 STAGING_PREFIX = ".pybundle-staging-"
 LOCK_NAME = ".pybundle.lock"
+LAYOUT = "pybundle"
+"""The directory convention of installs made by this module (recorded in receipts)."""
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a process gets when its parent dies."""
 BLOCK_ALLOWANCE = 4096
@@ -126,16 +142,21 @@ def install_bundle(
     allow_downgrade: bool = False,
     serials: SerialStore | None = None,
     on_verified: Callable[[VerifiedBundle], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[InstallResult]:
     """Verify ``bundle`` and install the selected interpreters; see the module docstring.
 
     ``install_dir``: each interpreter goes to ``<install_dir>/<uv install name>``;
     ``prefix``: exactly this directory, allowed only when one interpreter is selected.
+    A destination may be absent, an empty directory, or (with ``force``) a pybundle install of
+    the same kind, proven by its receipt (:func:`pybundle.installer.receipts.inspect_destination`);
+    anything else is refused before extraction. Every install gets a receipt.
     Raises the typed errors of each step (SignatureError, UntrustedKeyError, ManifestError,
     HashMismatchError, UnsafeArchiveError, PlatformMismatchError, AlreadyExistsError,
     StorageError, UsageError); nothing is left behind when one is raised.
     ``allow_expired`` / ``allow_downgrade`` relax the freshness and rollback checks of
-    :mod:`pybundle.installer.policy`; ``serials`` is the rollback record (default: user state).
+    :mod:`pybundle.installer.policy`; ``serials`` is the rollback record (default: user state);
+    ``on_warning`` receives one-line warnings (e.g. a state file that was repaired).
     """
     if install_dir is not None and prefix is not None:
         raise UsageError("--install-dir and --prefix cannot be used together")
@@ -143,40 +164,70 @@ def install_bundle(
         verified = verify_manifest(source, trusted)
         manifest = verified.manifest
         check_freshness(manifest, str(bundle), allow_expired=allow_expired)
-        serials = serials or SerialStore()
-        signer = verified.key.key_id_hex
-        serials.check(signer, manifest.serial, str(bundle), allow_downgrade=allow_downgrade)
         if on_verified is not None:
             on_verified(verified)
         selected = select_artifacts(manifest, versions, host, str(bundle))
+        serials = serials or SerialStore(warn=on_warning)
+        signer = verified.key.key_id_hex
+        lines = [interpreter_line(a) for a in selected]
+        serials.check(signer, lines, manifest.serial, str(bundle), allow_downgrade=allow_downgrade)
         destinations = _destinations(selected, install_dir, prefix)
-        for artifact, dest in zip(selected, destinations):
-            if os.path.lexists(dest) and not force:
-                raise AlreadyExistsError(
-                    f"{dest}: {artifact.implementation} {artifact.version} is already installed "
-                    "(use --force to replace it)"
-                )
+        places = _inspect_all(selected, destinations, force)
+        _check_replaced_serials(places, signer, manifest.serial, str(bundle), allow_downgrade)
         for parent in sorted({d.parent for d in destinations}):
             _check_writable(parent)
         _check_space(selected, destinations)
         verify_archives(source, selected)
+        origin = BundleIdentity(
+            bundle_id=manifest.bundle_id,
+            serial=manifest.serial,
+            created=manifest.created,
+            signer_key_id=signer,
+            file=os.path.abspath(bundle),
+        )
         with contextlib.ExitStack() as locks:
             for parent in sorted({d.parent for d in destinations}):
                 locks.enter_context(_locked(parent))
                 _remove_stale_staging(parent)
-            for dest in destinations:
-                if os.path.lexists(dest) and not force:  # installed while we waited
-                    raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
-            staged = _stage_all(source, selected, destinations)
+            # what is there now, under the lock, is what gets replaced (or not)
+            places = _inspect_all(selected, destinations, force)
+            staged = _stage_all(source, selected, destinations, origin)
             results: list[InstallResult] = []
             try:
-                for artifact, dest, tree in zip(selected, destinations, staged):
-                    results.append(_place(tree, artifact, dest, force))
+                for artifact, place, tree in zip(selected, places, staged):
+                    results.append(_place(tree, artifact, place))
             finally:
                 for tree in staged[len(results) + 1 :]:
                     remove_tree(tree.staging)
-        serials.record(signer, manifest.serial)
+        serials.record(signer, lines, manifest.serial)
     return results
+
+
+def _inspect_all(
+    selected: list[Artifact], destinations: list[Path], force: bool
+) -> list[Destination]:
+    """:func:`inspect_destination` for every selected artifact (the whole selection is checked
+    before anything is extracted, so a refusal changes nothing)."""
+    if len(set(destinations)) != len(destinations):
+        raise UsageError("two selected interpreters would install to the same directory")
+    return [inspect_destination(d, a, LAYOUT, force=force) for a, d in zip(selected, destinations)]
+
+
+def _check_replaced_serials(
+    places: list[Destination], signer: str, serial: int, source: str, allow_downgrade: bool
+) -> None:
+    """Refuse to replace an install that came from a newer bundle of the same signer (the
+    receipt's record; a second line of defence beside the state file)."""
+    for place in places:
+        receipt = place.receipt
+        if receipt is None or allow_downgrade:
+            continue
+        if receipt.bundle.signer_key_id == signer and receipt.bundle.serial > serial:
+            raise DowngradeError(
+                f"{source}: bundle serial {serial} is older than serial "
+                f"{receipt.bundle.serial} of the install it would replace at {place.path}; "
+                "use --allow-downgrade to install it anyway"
+            )
 
 
 def _check_writable(parent: Path) -> None:
@@ -283,7 +334,7 @@ def _remove_stale_staging(directory: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+        if entry.name.startswith(STAGING_PREFIX):
             remove_tree(entry)
 
 
@@ -296,9 +347,12 @@ class _Staged:
     report: Optional[RelocationReport]
 
 
-def _stage_one(source: BundleSource, artifact: Artifact, dest: Path) -> _Staged:
+def _stage_one(
+    source: BundleSource, artifact: Artifact, dest: Path, origin: BundleIdentity
+) -> _Staged:
     """Extract ``artifact`` into a new staging dir beside ``dest``, check the bytes extracted
-    against the manifest's sha256 and counts, and relocate the tree to ``dest``.
+    against the manifest's sha256 and counts, relocate the tree to ``dest`` and write its
+    receipt (``origin`` is the bundle it came from).
 
     Removes the staging dir and raises on any failure (ENOSPC as a needed-vs-free message).
     """
@@ -328,6 +382,18 @@ def _stage_one(source: BundleSource, artifact: Artifact, dest: Path) -> _Staged:
         report = None
         if build_prefix is not None:
             report = relocate(staging, build_prefix, str(dest))
+        write_receipt(
+            staging,
+            Receipt(
+                prefix=str(dest),
+                layout=LAYOUT,
+                installed_at=now_utc(),
+                bundle=origin,
+                artifact=artifact,
+                build_prefix=build_prefix,
+                files=tuple(scan_tree(staging)),
+            ),
+        )
     except OSError as exc:
         remove_tree(staging)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -354,14 +420,19 @@ def _die_with_parent() -> None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _stage_in_worker(bundle: Path, artifact: Artifact, dest: Path) -> _Staged:
+def _stage_in_worker(
+    bundle: Path, artifact: Artifact, dest: Path, origin: BundleIdentity
+) -> _Staged:
     """:func:`_stage_one` in a worker process, with its own handle on the bundle file."""
     with BundleSource(bundle) as source:
-        return _stage_one(source, artifact, dest)
+        return _stage_one(source, artifact, dest, origin)
 
 
 def _stage_all(
-    source: BundleSource, selected: list[Artifact], destinations: list[Path]
+    source: BundleSource,
+    selected: list[Artifact],
+    destinations: list[Path],
+    origin: BundleIdentity,
 ) -> list[_Staged]:
     """Stage every selected archive: in this process for one archive, else one worker process
     per CPU (extraction is CPU-bound Python, so threads would not help). If one fails, the
@@ -372,7 +443,7 @@ def _stage_all(
         staged: list[_Staged] = []
         try:
             for artifact, dest in zip(selected, destinations):
-                staged.append(_stage_one(source, artifact, dest))
+                staged.append(_stage_one(source, artifact, dest, origin))
         except BaseException:
             for done in staged:
                 remove_tree(done.staging)
@@ -384,7 +455,7 @@ def _stage_all(
         max_workers=workers, mp_context=context, initializer=_die_with_parent
     ) as pool:
         futures = [
-            pool.submit(_stage_in_worker, source.path, artifact, dest)
+            pool.submit(_stage_in_worker, source.path, artifact, dest, origin)
             for artifact, dest in zip(selected, destinations)
         ]
         wait(futures)
@@ -402,29 +473,45 @@ def _stage_all(
     return results
 
 
-def _place(staged: _Staged, artifact: Artifact, dest: Path, force: bool) -> InstallResult:
-    """Rename a staged tree to ``dest`` (atomic exchange with an existing tree under
-    ``force``); the staging dir is gone afterwards whatever happens."""
-    replaced = os.path.lexists(dest)
+def _place(staged: _Staged, artifact: Artifact, place: Destination) -> InstallResult:
+    """Rename a staged tree to ``place.path``: without replacing anything (absent), over an
+    empty directory (``rename(2)`` refuses one that is no longer empty), or by an atomic
+    exchange with the pybundle install that was inspected (its identity is checked after the
+    exchange, and a different directory is swapped back and refused). The staging dir is gone
+    afterwards whatever happens."""
+    dest = place.path
     try:
-        if replaced:
-            if not force:
-                raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)")
-            swap_into_place(staged.staging, dest)
-        else:
+        if place.state == "absent":
             move_into_place(staged.staging, dest)
-    except FileExistsError as exc:
+        elif place.state == "empty":
+            os.rename(staged.staging, dest)
+        else:
+            swap_into_place(staged.staging, dest)
+            st = os.lstat(staged.staging)
+            if (st.st_dev, st.st_ino) != place.identity:
+                swap_into_place(staged.staging, dest)
+                raise AlreadyExistsError(
+                    f"{dest}: was replaced by another directory during the install; it was "
+                    "left as it is"
+                )
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
         remove_tree(staged.staging)
-        raise AlreadyExistsError(f"{dest}: already exists (use --force to replace it)") from exc
+        raise AlreadyExistsError(
+            f"{dest}: appeared during the install; it was left as it is"
+        ) from exc
     except OSError as exc:
         remove_tree(staged.staging)
+        if exc.errno == errno.ENOTEMPTY:
+            raise AlreadyExistsError(
+                f"{dest}: files appeared in it during the install; it was left as it is"
+            ) from exc
         raise StorageError(f"{dest}: cannot move the new interpreter into place: {exc}") from exc
     except BaseException:
         remove_tree(staged.staging)
         raise
-    if replaced:
+    if place.state == "ours":
         remove_tree(staged.staging)  # now holds the previous install
-    return InstallResult(artifact, dest, replaced, staged.report, staged.stats)
+    return InstallResult(artifact, dest, place.state == "ours", staged.report, staged.stats)
 
 
 def _no_space(artifact: Artifact, parent: Path, where: str) -> StorageError:

@@ -7,11 +7,13 @@ member list is checked only to refuse members the manifest does not account for.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,11 +36,28 @@ class BundleSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._zip = zipfile.ZipFile(path, "r")
-        except zipfile.BadZipFile as exc:
-            raise IntegrityError(f"{path}: not a pybundle file (not a zip archive)") from exc
+            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise StorageError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+        try:
+            self._zip = zipfile.ZipFile(self._file, "r")
+            _check_end_record(path, self._file, len(self._zip.infolist()))
+            for info in self._zip.infolist():
+                _check_entry(path, info)
+        except zipfile.BadZipFile as exc:
+            self._file.close()
+            raise IntegrityError(f"{path}: not a pybundle file (not a zip archive: {exc})") from exc
+        except OSError as exc:
+            self._file.close()
+            if exc.errno not in (None, errno.EINVAL, errno.EOVERFLOW):
+                raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            raise IntegrityError(f"{path}: damaged zip directory: {exc}") from exc
+        except ZIP_ERRORS as exc:
+            self._file.close()
+            raise IntegrityError(f"{path}: damaged zip directory: {_reason(exc)}") from exc
+        except BaseException:
+            self._file.close()
+            raise
 
     def __enter__(self) -> BundleSource:
         return self
@@ -49,6 +68,7 @@ class BundleSource:
     def close(self) -> None:
         """Close the underlying zip file."""
         self._zip.close()
+        self._file.close()
 
     def _info(self, name: str) -> zipfile.ZipInfo | None:
         try:
@@ -79,8 +99,8 @@ class BundleSource:
             )
         try:
             return self._read_small(info, MAX_MANIFEST_BYTES)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ManifestError(f"{self.path}: cannot read the manifest: {exc}") from exc
+        except ZIP_ERRORS as exc:
+            raise ManifestError(f"{self.path}: cannot read the manifest: {_reason(exc)}") from exc
 
     def signature_bytes(self) -> bytes | None:
         """The detached signature's bytes, or None for an unsigned bundle."""
@@ -94,8 +114,8 @@ class BundleSource:
             )
         try:
             return self._read_small(info, MAX_SIGNATURE_BYTES)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise SignatureError(f"{self.path}: cannot read the signature: {exc}") from exc
+        except ZIP_ERRORS as exc:
+            raise SignatureError(f"{self.path}: cannot read the signature: {_reason(exc)}") from exc
 
     def check_members(self, manifest: Manifest) -> None:
         """Refuse a bundle whose zip holds members the manifest does not list, or lacks one.
@@ -124,7 +144,12 @@ class BundleSource:
         bytes long per the zip directory; ManifestError otherwise."""
         info = self._member_info(artifact)
         with open(self.path, "rb", buffering=0) as raw:
-            start = self._data_offset(raw, info, artifact.member)
+            try:
+                start = self._data_offset(raw, info, artifact.member)
+            except (OSError, OverflowError, ValueError) as exc:
+                raise IntegrityError(
+                    f"{self.path}: member {artifact.member} has a damaged local header: {exc}"
+                ) from exc
             yield ArchiveReader(_Region(raw, start, info.file_size))
 
     def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
@@ -154,6 +179,12 @@ class BundleSource:
         header = os.pread(raw.fileno(), 30, info.header_offset)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise IntegrityError(f"{self.path}: member {member} has a damaged local header")
+        flags, method = cast(tuple[int, int], struct.unpack("<HH", header[6:10]))
+        if flags & _ENCRYPTED or method != zipfile.ZIP_STORED:
+            raise IntegrityError(
+                f"{self.path}: member {member}'s local header says it is encrypted or "
+                "compressed; bundle members are STORED"
+            )
         name_len, extra_len = cast(tuple[int, int], struct.unpack("<HH", header[26:30]))
         name = os.pread(raw.fileno(), name_len, info.header_offset + 30)
         if name != info.orig_filename.encode("utf-8") and name != info.orig_filename.encode(
@@ -161,6 +192,86 @@ class BundleSource:
         ):
             raise IntegrityError(f"{self.path}: member {member} has a mismatched local header")
         return info.header_offset + 30 + name_len + extra_len
+
+
+_ENCRYPTED = 0x1
+"""General-purpose flag bit 0: the member is encrypted (APPNOTE.TXT 4.4.4)."""
+
+ZIP_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+)
+"""What :mod:`zipfile` raises on damaged or hostile input (RuntimeError: "is encrypted";
+NotImplementedError: an unknown compression method; ValueError/OverflowError: offsets or sizes
+out of range; UnicodeDecodeError, a ValueError: a name that is not UTF-8)."""
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+_EOCD = struct.Struct("<4s4H2LH")
+"""End of central directory record (APPNOTE.TXT 4.3.16): signature, number of this disk, disk
+where the central directory starts, entries on this disk, entries in total, central directory
+size and offset, comment length."""
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+
+
+def _check_end_record(path: Path, stream: BinaryIO, count: int) -> None:
+    """Refuse an end record that disagrees with the central directory zipfile read: a bundle
+    is one disk, and both entry counts equal the number of members (zipfile ignores those
+    fields, another zip reader might not: a reader differential is how members hide)."""
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    tail_len = min(size, _EOCD.size + 0xFFFF)
+    stream.seek(size - tail_len)
+    tail = stream.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0 and at + _EOCD.size + _EOCD.unpack_from(tail, at)[-1] != len(tail):
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    if at < 0:
+        raise IntegrityError(f"{path}: damaged zip directory: no end record")
+    _sig, disk, cd_disk, on_disk, total, _size, _offset, _comment = _EOCD.unpack_from(tail, at)
+    if (on_disk, total) == (0xFFFF, 0xFFFF) or 0xFFFF in (disk, cd_disk):
+        locator_at = size - tail_len + at - _ZIP64_LOCATOR.size
+        stream.seek(locator_at)
+        locator = stream.read(_ZIP64_LOCATOR.size)
+        if len(locator) != _ZIP64_LOCATOR.size or locator[:4] != b"PK\x06\x07":
+            raise IntegrityError(f"{path}: damaged zip directory: no ZIP64 end record locator")
+        stream.seek(locator_at - _ZIP64_EOCD.size)  # where zipfile reads it too
+        record = stream.read(_ZIP64_EOCD.size)
+        if len(record) != _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
+            raise IntegrityError(f"{path}: damaged zip directory: no ZIP64 end record")
+        fields = _ZIP64_EOCD.unpack(record)
+        disk, cd_disk, on_disk, total = fields[4], fields[5], fields[6], fields[7]
+    if disk != 0 or cd_disk != 0:
+        raise IntegrityError(f"{path}: damaged zip directory: it claims to span several disks")
+    if on_disk != total or total != count:
+        raise IntegrityError(
+            f"{path}: damaged zip directory: the end record counts {total} members "
+            f"({on_disk} on this disk), the central directory holds {count}"
+        )
+
+
+def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
+    """Every member of a bundle is STORED and not encrypted (pack.py writes nothing else), so a
+    flipped flag or method is refused before any member is opened."""
+    if info.flag_bits & _ENCRYPTED:
+        raise IntegrityError(f"{path}: member {info.filename!r} is marked as encrypted")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise IntegrityError(
+            f"{path}: member {info.filename!r} is compressed (method {info.compress_type}); "
+            "bundle members are STORED"
+        )
 
 
 class ArchiveReader(io.BufferedReader):
