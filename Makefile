@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
 
-.PHONY: install demo test lint format clean bench
+.PHONY: install demo test lint format clean bench fuzz
 
 $(BIN)/pybundle: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The fuzzer for as long as asked (FUZZ_MINUTES, default 30); failing inputs go to tests/corpus/.
+FUZZ_MINUTES ?= 30
+fuzz: install
+	$(BIN)/python tests/fuzz/run.py --minutes $(FUZZ_MINUTES)
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -33,6 +33,38 @@ from pybundle.targets import Target
 
 TEST_BUILD = "20990101"
 REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+REQUIRE_TOOLS = os.environ.get("PYBUNDLE_REQUIRE_TOOLS") == "1"
+"""Set by .ci/run: a test that would be skipped (a missing tool such as minisign, a missing
+pyenv build, no root) fails instead, so CI proves what the skips would hide."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "tool(name, ...): needs these executables on PATH; skipped with the reason when one is "
+        "missing (failed when PYBUNDLE_REQUIRE_TOOLS=1)",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("tool"):
+        missing = [name for name in mark.args if shutil.which(name) is None]
+        if missing:
+            pytest.skip(
+                f"needs {', '.join(missing)} on PATH (Debian: apt-get install {' '.join(missing)})"
+            )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_TOOLS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but PYBUNDLE_REQUIRE_TOOLS=1 forbids skips: {reason}"
 
 
 def pyenv_root() -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import stat
 import subprocess
 from dataclasses import replace
@@ -41,17 +40,15 @@ from pybundle.signing import (
     write_keypair,
 )
 
-MINISIGN = shutil.which("minisign")
-needs_minisign = pytest.mark.skipif(MINISIGN is None, reason="minisign binary not installed")
+needs_minisign = pytest.mark.tool("minisign")
 
 DATA = b"python-build-standalone bundle contents\n" * 100
 
 
 def run_minisign(*args: str, stdin: str | None = None, cwd: Path | None = None) -> str:
     """Run minisign, fail the test with its output if it fails; return stdout + stderr."""
-    assert MINISIGN is not None
     proc = subprocess.run(
-        [MINISIGN, *args],
+        ["minisign", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -155,9 +152,8 @@ def test_key_id_hex_matches_minisign_output(tmp_path: Path, data_file: Path) -> 
     other_path.write_text(other.to_file_text())
     Path(f"{data_file}.minisig").write_bytes(sign(DATA, key, "x"))
 
-    assert MINISIGN is not None
     proc = subprocess.run(
-        [MINISIGN, "-V", "-p", str(other_path), "-m", str(data_file)],
+        ["minisign", "-V", "-p", str(other_path), "-m", str(data_file)],
         capture_output=True,
         text=True,
         timeout=60,

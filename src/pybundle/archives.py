@@ -42,6 +42,8 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
     gzip.BadGzipFile,
     zstandard.ZstdError,
+    ValueError,  # tarfile: a PAX record or numeric field that does not parse
+    OverflowError,
     *_ISAL_ERRORS,
 )
 """Exceptions that mean "this archive cannot be read" while decompressing or parsing."""

@@ -98,6 +98,7 @@ def test_manifest_failing_schema_is_refused() -> None:
         Manifest.from_bytes(b"{", "x.pybundle")
 
 
+@pytest.mark.tool("minisign")
 def test_minisign_verifies_our_manifest_signature(
     tmp_path: Path, archive: Path, key_files: tuple[Path, Path], signing_key: SecretKey
 ) -> None:
@@ -115,6 +116,7 @@ def test_minisign_verifies_our_manifest_signature(
     assert "bundle_id=" in proc.stdout
 
 
+@pytest.mark.tool("minisign")
 def test_manifest_signed_by_minisign_verifies_in_pybundle(
     tmp_path: Path, archive: Path, key_files: tuple[Path, Path], signing_key: SecretKey
 ) -> None:

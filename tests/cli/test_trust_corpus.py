@@ -148,6 +148,7 @@ def test_trusted_comment_edited(parts: Parts, key_files, installs, tmp_path) -> 
     refused(bundle, key_files[1], installs, 5, "trusted comment")
 
 
+@pytest.mark.tool("minisign")
 def test_legacy_minisign_signature_is_refused(parts: Parts, key_files, installs, tmp_path) -> None:  # type: ignore[no-untyped-def]
     manifest = tmp_path / "m.json"
     manifest.write_bytes(parts.manifest_bytes())
