@@ -17,7 +17,8 @@ code  class                       meaning
                                   key, hash mismatch, malformed or schema-invalid manifest
 6     UnsafeArchiveError          an archive member would escape or damage the destination
 7     PlatformMismatchError       the bundle holds no interpreter for this host's platform
-8     AlreadyExistsError          the output or install exists and ``--force`` was not given
+8     AlreadyExistsError          the output or install exists and ``--force`` was not given,
+                                  or the destination is not pybundle's to replace
 9     StorageError                the file system refused: no space, read-only, permission
 ====  ==========================  ==========================================================
 """
@@ -119,6 +120,6 @@ EXIT_CODES: dict[int, str] = {
     5: "integrity or trust failure (signature, key, hash, manifest)",
     6: "unsafe archive member refused",
     7: "bundle holds nothing for this host's platform",
-    8: "target exists (use --force)",
+    8: "target exists (use --force), or is not pybundle's to replace",
     9: "file system error (space, read-only, permission)",
 }
