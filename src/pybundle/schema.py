@@ -18,6 +18,8 @@ from pybundle.errors import ManifestError, PybundleError
 
 SCHEMA_FILE = "manifest-v1.schema.json"
 SCHEMA_ID = "urn:pybundle:schema:manifest:v1"
+MANIFEST_SCHEMAS = {1: "manifest-v1.schema.json", 2: "manifest-v2.schema.json"}
+"""Manifest schema files by ``schema_version``: every version this pybundle reads."""
 RECEIPT_SCHEMA_FILE = "receipt-v1.schema.json"
 
 
@@ -60,9 +62,21 @@ def validate_document(
 
 
 def validate_manifest_document(document: Any, source: str) -> None:
-    """Validate a decoded manifest against the schema.
+    """Validate a decoded manifest against the schema of its ``schema_version``
+    (:data:`MANIFEST_SCHEMAS`).
 
     Raises ManifestError with one line naming ``source``, the JSON path of the first
-    error and its reason.
+    error and its reason; for a version newer than this pybundle reads, the message says so
+    and that pybundle must be upgraded on this host.
     """
-    validate_document(document, SCHEMA_FILE, source, "manifest", ManifestError)
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    newest = max(MANIFEST_SCHEMAS)
+    if type(version) is int and version > newest:
+        from pybundle import __version__
+
+        raise ManifestError(
+            f"{source}: the manifest has schema version {version}, and pybundle {__version__} "
+            f"reads versions 1 to {newest}: install a newer pybundle on this host"
+        )
+    name = MANIFEST_SCHEMAS.get(version, SCHEMA_FILE) if type(version) is int else SCHEMA_FILE
+    validate_document(document, name, source, "manifest", ManifestError)

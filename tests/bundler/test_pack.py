@@ -149,3 +149,17 @@ def test_manifest_signed_by_minisign_verifies_in_pybundle(
     verified = verify_bundle(signed, [load_public_key(key_files[1])])
     assert verified.key.key_id == signing_key.key_id
     assert verified.manifest.bundle_id == manifest.bundle_id
+
+
+def test_manifest_schema_versions() -> None:
+    """Version 1 and 2 are read; a newer major is refused with a message saying to upgrade."""
+    from pybundle.schema import MANIFEST_SCHEMAS, load_schema
+
+    assert sorted(MANIFEST_SCHEMAS) == [1, 2]
+    for version, name in MANIFEST_SCHEMAS.items():
+        schema = load_schema(name)
+        assert schema["$id"] == f"urn:pybundle:schema:manifest:v{version}"
+        assert schema["properties"]["schema_version"] == {"const": version}
+    doc = {"schema_version": 3, "bundle_id": "x"}
+    with pytest.raises(ManifestError, match="schema version 3.*install a newer pybundle"):
+        Manifest.from_bytes(json.dumps(doc).encode(), "future.pybundle")
