@@ -161,5 +161,5 @@ def test_manifest_schema_versions() -> None:
         assert schema["$id"] == f"urn:pybundle:schema:manifest:v{version}"
         assert schema["properties"]["schema_version"] == {"const": version}
     doc = {"schema_version": 3, "bundle_id": "x"}
-    with pytest.raises(ManifestError, match="schema version 3.*install a newer pybundle"):
+    with pytest.raises(ManifestError, match=r"schema version 3.*install a newer pybundle"):
         Manifest.from_bytes(json.dumps(doc).encode(), "future.pybundle")
