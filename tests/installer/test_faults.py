@@ -572,26 +572,26 @@ def test_read_only_destination_fails_before_extraction(
 # ---- an injected ENOSPC -----------------------------------------------------------------------
 
 
-class _FillingWriter:
-    """A file object whose writes fail with ENOSPC once ``budget`` bytes have been written."""
+class _FillingDisk:
+    """``os.write`` that fails with ENOSPC once ``budget`` bytes went to files below ``root``
+    (other writes pass through)."""
 
-    written = 0
+    def __init__(self, root: Path, budget: int) -> None:
+        self.root = str(root) + os.sep
+        self.budget = budget
+        self.written = 0
+        self.real = os.write
 
-    def __init__(self, real: Any, budget: int) -> None:
-        self._real = real
-        self._budget = budget
-
-    def write(self, data: bytes) -> int:
-        if _FillingWriter.written + len(data) > self._budget:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        _FillingWriter.written += len(data)
-        return int(self._real.write(data))
-
-    def __enter__(self) -> _FillingWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._real.close()
+    def __call__(self, fd: int, data: Any) -> int:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = ""
+        if target.startswith(self.root):
+            if self.written + len(data) > self.budget:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += len(data)
+        return self.real(fd, data)
 
 
 @pytest.fixture
@@ -627,13 +627,8 @@ def test_injected_enospc_rolls_back_and_says_needed_vs_free(
     earlier.parent.mkdir(parents=True)
     earlier.write_text("#!/bin/sh\necho earlier\n")
     before = listing(install_dir)
-    real_fdopen = os.fdopen
-    _FillingWriter.written = 0
-
-    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
-        return _FillingWriter(real_fdopen(fd, *args, **kwargs), budget=1_000_000)
-
-    monkeypatch.setattr("pybundle.installer.extract.os.fdopen", fdopen)
+    disk = _FillingDisk(install_dir, budget=1_000_000)
+    monkeypatch.setattr(os, "write", disk)
     with pytest.raises(StorageError) as info:
         install_bundle(
             bundle,
@@ -642,7 +637,7 @@ def test_injected_enospc_rolls_back_and_says_needed_vs_free(
             serials=SerialStore(tmp_path / "state"),
         )
     monkeypatch.undo()
-    assert _FillingWriter.written > 0  # the failure came mid-extraction, not before it
+    assert disk.written > 0  # the failure came mid-extraction, not before it
     assert info.value.exit_code == 9
     message = str(info.value)
     assert "\n" not in message and str(bundle) in message and "no space left" in message

@@ -1,9 +1,10 @@
 """Safe, streaming extraction of ``.tar.gz`` / ``.tar.zst`` interpreter archives.
 
-We do not rely on tarfile's extraction filters (``filter='data'`` has known bypasses on every
-Python before 3.9.23 / 3.11.13 / 3.12.11 / 3.13.4, e.g. CVE-2025-4517). tarfile is used only to
-*parse* headers in stream mode; every member is checked by our own allowlist before anything
-is written, and we write files ourselves:
+We do not use tarfile (its ``filter='data'`` has known bypasses on every Python before
+3.9.23 / 3.11.13 / 3.12.11 / 3.13.4, e.g. CVE-2025-4517). Headers are parsed by our own strict
+reader (:mod:`pybundle.tarstream`), the archive is decompressed on a background thread
+(:class:`pybundle.archives.InflateThread`), and every member is checked by the allowlist
+below before a byte of it is written; :mod:`pybundle.installer.treewriter` then writes it:
 
 - allowed types: regular files, directories, symlinks whose target stays inside the tree,
   hard links to an earlier regular member; anything else (devices, FIFOs, ...) is refused;
@@ -11,7 +12,9 @@ is written, and we write files ourselves:
   components at most 255 bytes, paths at most 4096 bytes, no duplicates, nothing written
   through a symlink;
 - modes: 0755 if any execute bit was set, else 0644 (setuid/setgid/sticky and group/world
-  write dropped); directories 0755; owner is the installing user.
+  write dropped); directories 0755; owner is the installing user; regular files keep their
+  mtime (to the nanosecond: the shipped bytecode checks it);
+- budget: the members and regular-file bytes counted before anything is written.
 
 Members outside ``strip_prefix`` are validated but not written (PBS ``full`` archives carry
 build files beside ``python/install``).
@@ -22,18 +25,22 @@ from __future__ import annotations
 import errno
 import os
 import re
-import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pybundle.archives import READ_ERRORS, open_decompressed
+from pybundle.archives import READ_ERRORS, InflateThread
 from pybundle.errors import StorageError, UnsafeArchiveError
+from pybundle.installer.treewriter import SMALL_FILE_BYTES, FileRecord, TreeWriter
+from pybundle.tarstream import DIR, FILE, HARDLINK, SYMLINK, TarMember, TarStream
+
+__all__ = ["ExtractStats", "FileRecord", "extract_archive", "resolve_link"]
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
-COPY_CHUNK = 256 * 1024
+STREAM_CHUNK = 1024 * 1024
+"""Piece size, in bytes, in which members over SMALL_FILE_BYTES are written."""
 
 
 @dataclass
@@ -50,6 +57,9 @@ class ExtractStats:
     """Every member read from the archive, written or not (compare: manifest file_count)."""
     archive_bytes: int = 0
     """Total size of all regular-file members (compare: manifest unpacked_size)."""
+    records: list[FileRecord] = field(default_factory=list)
+    """With ``record_files``: every entry written, in archive order (implicit parent
+    directories included), each with its mode and, for files, size and sha256."""
 
     @property
     def members(self) -> int:
@@ -127,55 +137,33 @@ def extract_archive(
     source: str,
     max_bytes: int,
     max_entries: int,
+    record_files: bool = False,
 ) -> ExtractStats:
     """Extract the archive read from ``stream`` into the existing, empty directory ``dest``.
 
     ``strip_prefix`` (e.g. ``python``) is removed from member names; ``source`` names the
     archive in messages. Decompression stops as soon as the regular-file members would exceed
     ``max_bytes`` in total or the archive holds more than ``max_entries`` members (the
-    manifest's budget), before the excess is written. Raises UnsafeArchiveError for a refused,
+    manifest's budget), before the excess is written. With ``record_files``, the returned
+    stats list a :class:`FileRecord` (path, kind, mode, size, sha256 or target) per entry
+    written, computed from the bytes as they are written. ``stream`` is read on a background
+    thread, which has stopped when this returns. Raises UnsafeArchiveError for a refused,
     over-budget or unreadable member (the caller discards ``dest``), StorageError for
     file-system failures (ENOSPC, EROFS, EACCES).
     """
     prefix_parts = strip_prefix.split("/")
     stats = ExtractStats()
-    kinds: dict[str, str] = {}  # relative path -> "f" | "d" | "l" (written so far)
-    links: dict[str, str] = {}  # relative path of each symlink -> its target
     try:
         with (
-            open_decompressed(stream, archive_format) as raw,
-            tarfile.open(fileobj=raw, mode="r|", errorlevel=2) as tar,
+            InflateThread(stream, archive_format) as inflate,
+            TreeWriter(dest, record=record_files) as writer,
         ):
+            tar = TarStream(inflate.read_chunk, source)
+            extraction = _Extraction(tar, writer, stats, prefix_parts, source)
             for member in tar:
-                stats.entries += 1
-                if stats.entries > max_entries:
-                    raise UnsafeArchiveError(
-                        f"{source}: archive holds more than its budget of {max_entries} members"
-                    )
-                if member.isfile():
-                    stats.archive_bytes += member.size
-                    if stats.archive_bytes > max_bytes:
-                        raise UnsafeArchiveError(
-                            f"{source}: archive unpacks to more than its budget of "
-                            f"{max_bytes} bytes"
-                        )
-                parts = _check_name(member.name, source)
-                if parts[: len(prefix_parts)] != prefix_parts:
-                    stats.skipped += 1
-                    _check_type(member, source)
-                    continue
-                rel_parts = parts[len(prefix_parts) :]
-                if not rel_parts:
-                    if not member.isdir():
-                        raise UnsafeArchiveError(f"{source}: {member.name!r} should be a directory")
-                    continue
-                rel = "/".join(rel_parts)
-                _write_member(tar, member, rel, dest, kinds, links, stats, prefix_parts, source)
-        # A symlink may have been checked while a path it goes through did not exist yet;
-        # check every one again against the final tree.
-        for rel, link in links.items():
-            if resolve_link(rel.split("/")[:-1], link, links) is None:
-                raise UnsafeArchiveError(f"{source}: symlink {rel!r} -> {link!r} leaves the tree")
+                extraction.member(member, max_bytes, max_entries)
+            extraction.check_links()
+        stats.records = writer.records  # complete once the writer is closed
     except UnsafeArchiveError:
         raise
     except READ_ERRORS as exc:
@@ -187,112 +175,144 @@ def extract_archive(
     return stats
 
 
-def _check_type(member: tarfile.TarInfo, source: str) -> None:
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+class _Extraction:
+    """The allowlist's state over one archive: what was written so far, and where."""
+
+    def __init__(
+        self,
+        tar: TarStream,
+        writer: TreeWriter,
+        stats: ExtractStats,
+        prefix_parts: list[str],
+        source: str,
+    ) -> None:
+        self.tar = tar
+        self.writer = writer
+        self.stats = stats
+        self.prefix_parts = prefix_parts
+        self.source = source
+        self.kinds: dict[str, str] = {}  # relative path -> "f" | "d" | "l" (written so far)
+        self.links: dict[str, str] = {}  # relative path of each symlink -> its target
+
+    def member(self, member: TarMember, max_bytes: int, max_entries: int) -> None:
+        """Check one member against the budget and the allowlist, then write it."""
+        stats = self.stats
+        source = self.source
+        stats.entries += 1
+        if stats.entries > max_entries:
+            raise UnsafeArchiveError(
+                f"{source}: archive holds more than its budget of {max_entries} members"
+            )
+        if member.kind == FILE:
+            stats.archive_bytes += member.size
+            if stats.archive_bytes > max_bytes:
+                raise UnsafeArchiveError(
+                    f"{source}: archive unpacks to more than its budget of {max_bytes} bytes"
+                )
+        parts = _check_name(member.name, source)
+        _check_type(member, source)
+        prefix_parts = self.prefix_parts
+        if parts[: len(prefix_parts)] != prefix_parts:
+            stats.skipped += 1
+            return
+        rel_parts = parts[len(prefix_parts) :]
+        if not rel_parts:
+            if member.kind != DIR:
+                raise UnsafeArchiveError(f"{source}: {member.name!r} should be a directory")
+            return
+        self._write(member, rel_parts)
+
+    def check_links(self) -> None:
+        """A symlink may have been checked while a path it goes through did not exist yet;
+        check every one again against the final tree."""
+        for rel, link in self.links.items():
+            if resolve_link(rel.split("/")[:-1], link, self.links) is None:
+                raise UnsafeArchiveError(
+                    f"{self.source}: symlink {rel!r} -> {link!r} leaves the tree"
+                )
+
+    def _parents(self, rel_parts: list[str], member: str) -> None:
+        """Refuse a member below a symlink or a file; create missing parent directories."""
+        kinds = self.kinds
+        if len(rel_parts) == 1 or kinds.get("/".join(rel_parts[:-1])) == "d":
+            return  # a recorded directory's own parents were checked when it was made
+        for i in range(1, len(rel_parts)):
+            parent = "/".join(rel_parts[:i])
+            kind = kinds.get(parent)
+            if kind == "l":
+                raise UnsafeArchiveError(
+                    f"{self.source}: member {member!r} would be written through a symlink"
+                )
+            if kind == "f":
+                raise UnsafeArchiveError(
+                    f"{self.source}: member {member!r} is inside a regular file"
+                )
+            if kind is None:
+                self.writer.mkdir(parent, 0o755)
+                kinds[parent] = "d"
+                self.stats.dirs += 1
+
+    def _write(self, member: TarMember, rel_parts: list[str]) -> None:
+        source = self.source
+        kinds = self.kinds
+        stats = self.stats
+        rel = "/".join(rel_parts)
+        existing = kinds.get(rel)
+        kind = member.kind
+        if existing is not None and not (existing == "d" and kind == DIR):
+            raise UnsafeArchiveError(f"{source}: member {member.name!r} appears twice")
+        self._parents(rel_parts, member.name)
+        if kind == FILE:
+            size = member.size
+            data = (
+                self.tar.read_data()
+                if size <= SMALL_FILE_BYTES
+                else self.tar.iter_data(STREAM_CHUNK)
+            )
+            self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, data)
+            kinds[rel] = "f"
+            stats.files += 1
+            stats.bytes += size
+        elif kind == DIR:
+            if existing is None:
+                self.writer.mkdir(rel, 0o755)
+                kinds[rel] = "d"
+                stats.dirs += 1
+        elif kind == SYMLINK:
+            link = member.linkname
+            if (
+                not link
+                or link.startswith("/")
+                or "\x00" in link
+                or resolve_link(rel_parts[:-1], link, self.links) is None
+            ):
+                raise UnsafeArchiveError(
+                    f"{source}: symlink {member.name!r} -> {link!r} points outside the tree"
+                )
+            self.writer.symlink(rel, link)
+            kinds[rel] = "l"
+            self.links[rel] = link
+            stats.symlinks += 1
+        else:  # HARDLINK (_check_type refused everything else)
+            prefix_parts = self.prefix_parts
+            link_parts = _check_name(member.linkname, source)
+            if link_parts[: len(prefix_parts)] != prefix_parts:
+                raise UnsafeArchiveError(
+                    f"{source}: hard link {member.name!r} -> {member.linkname!r} leaves the tree"
+                )
+            link_rel = "/".join(link_parts[len(prefix_parts) :])
+            if kinds.get(link_rel) != "f":
+                raise UnsafeArchiveError(
+                    f"{source}: hard link {member.name!r} -> {member.linkname!r} does not name "
+                    "an earlier regular file"
+                )
+            self.writer.hardlink(rel, link_rel)
+            kinds[rel] = "f"
+            stats.hardlinks += 1
+
+
+def _check_type(member: TarMember, source: str) -> None:
+    if member.kind not in (FILE, DIR, SYMLINK, HARDLINK):
         raise UnsafeArchiveError(
             f"{source}: member {member.name!r} is a device, FIFO or other special file"
         )
-
-
-def _check_parents(rel_parts: list[str], kinds: dict[str, str], member: str, source: str) -> None:
-    for i in range(1, len(rel_parts)):
-        parent = "/".join(rel_parts[:i])
-        kind = kinds.get(parent)
-        if kind == "l":
-            raise UnsafeArchiveError(
-                f"{source}: member {member!r} would be written through a symlink"
-            )
-        if kind == "f":
-            raise UnsafeArchiveError(f"{source}: member {member!r} is inside a regular file")
-
-
-def _ensure_dirs(
-    dest: Path, rel_parts: list[str], kinds: dict[str, str], stats: ExtractStats
-) -> None:
-    for i in range(1, len(rel_parts)):
-        parent = "/".join(rel_parts[:i])
-        if parent not in kinds:
-            os.mkdir(dest / parent, 0o755)
-            os.chmod(dest / parent, 0o755)
-            kinds[parent] = "d"
-            stats.dirs += 1
-
-
-def _write_member(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    rel: str,
-    dest: Path,
-    kinds: dict[str, str],
-    links: dict[str, str],
-    stats: ExtractStats,
-    prefix_parts: list[str],
-    source: str,
-) -> None:
-    rel_parts = rel.split("/")
-    _check_type(member, source)
-    _check_parents(rel_parts, kinds, member.name, source)
-    existing = kinds.get(rel)
-    if existing is not None and not (existing == "d" and member.isdir()):
-        raise UnsafeArchiveError(f"{source}: member {member.name!r} appears twice")
-    target = dest / rel
-    if member.isdir():
-        _ensure_dirs(dest, rel_parts, kinds, stats)
-        if existing is None:
-            os.mkdir(target, 0o755)
-            os.chmod(target, 0o755)
-            kinds[rel] = "d"
-            stats.dirs += 1
-        return
-    _ensure_dirs(dest, rel_parts, kinds, stats)
-    if member.issym():
-        link = member.linkname
-        if (
-            not link
-            or link.startswith("/")
-            or "\x00" in link
-            or resolve_link(rel_parts[:-1], link, links) is None
-        ):
-            raise UnsafeArchiveError(
-                f"{source}: symlink {member.name!r} -> {link!r} points outside the tree"
-            )
-        os.symlink(link, target)
-        kinds[rel] = "l"
-        links[rel] = link
-        stats.symlinks += 1
-        return
-    if member.islnk():
-        link_parts = _check_name(member.linkname, source)
-        if link_parts[: len(prefix_parts)] != prefix_parts:
-            raise UnsafeArchiveError(
-                f"{source}: hard link {member.name!r} -> {member.linkname!r} leaves the tree"
-            )
-        link_rel = "/".join(link_parts[len(prefix_parts) :])
-        if kinds.get(link_rel) != "f":
-            raise UnsafeArchiveError(
-                f"{source}: hard link {member.name!r} -> {member.linkname!r} does not name an "
-                "earlier regular file"
-            )
-        os.link(dest / link_rel, target, follow_symlinks=False)
-        kinds[rel] = "f"
-        stats.hardlinks += 1
-        return
-    # regular file
-    fileobj = tar.extractfile(member)
-    if fileobj is None:  # pragma: no cover - isfile() members always have data
-        raise UnsafeArchiveError(f"{source}: member {member.name!r} has no data")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    mode = _file_mode(member.mode)
-    fd = os.open(target, flags, mode)
-    os.fchmod(fd, mode)  # independent of the umask
-    written = 0
-    with os.fdopen(fd, "wb") as out:
-        while chunk := fileobj.read(COPY_CHUNK):
-            out.write(chunk)
-            written += len(chunk)
-    if written != member.size:
-        raise UnsafeArchiveError(f"{source}: member {member.name!r} is truncated")
-    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-    kinds[rel] = "f"
-    stats.files += 1
-    stats.bytes += written
