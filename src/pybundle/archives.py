@@ -53,7 +53,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
     gzip.BadGzipFile,
     zstandard.ZstdError,
-    ValueError,  # tarfile: a PAX record or numeric field that does not parse
+    ValueError,  # a decompressor fed bytes it cannot use
     OverflowError,
     *_ISAL_ERRORS,
 )

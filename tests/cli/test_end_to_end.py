@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Mirror, run_cli
-from pybundle.installer.receipts import RECEIPT_NAME
+from pybundle.installer.receipts import RECEIPT_NAME, read_receipt, scan_tree
 
 pytestmark = pytest.mark.slow
 
@@ -182,6 +182,11 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
         dest = installs / f"cpython-{version}-linux-x86_64-gnu"
         assert str(dest) in proc.stdout
         old = str(archive.info.prefix)
+        # the receipt lists the relocated tree exactly (records from extraction, re-hashed
+        # where relocation rewrote a file)
+        receipt = read_receipt(dest)
+        assert receipt is not None and receipt.prefix == str(dest)
+        assert list(receipt.files) == scan_tree(dest)
         exe = dest / "bin" / f"python{version.major}.{version.minor}"
         script = f"""
 '{exe}' -I -c '{CHECK_SCRIPT}'

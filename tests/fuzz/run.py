@@ -3,7 +3,9 @@
     python tests/fuzz/run.py --minutes 30 [--families zip,tar] [--batch 200]
 
 The time is split evenly across the families (zip, manifest, signature, tar, compression),
-each run against a ``.tar.gz`` and a ``.tar.zst`` base bundle. Each batch is one pytest run of
+each run against a ``.tar.gz`` and a ``.tar.zst`` base bundle, and ``tarstream``, the strict
+tar reader's own fuzzer (tests/installer/test_tarstream_fuzz.py, which keeps its failing
+inputs in tests/corpus/tarstream/). Each batch is one pytest run of
 tests/fuzz/test_fuzz.py with a new random hypothesis seed; a failing input (hypothesis's
 shrunk example) is filed into tests/corpus/ under ``<family>-<sha256 prefix>.pybundle`` with a
 ``.txt`` note, and replayed by the normal test suite from then on. Prints, per family, the
@@ -27,15 +29,40 @@ sys.path.insert(0, str(HERE.parent))
 
 from fuzzlib import FAMILIES, file_pending  # noqa: E402
 
+TARSTREAM = HERE.parent / "installer" / "test_tarstream_fuzz.py"
+TARSTREAM_TESTS = "mutated or pax"
+"""The property tests of the tar reader's fuzzer (each runs the batch size of examples)."""
+
+
+def run_tarstream(batch: int, seed: int) -> tuple[subprocess.CompletedProcess[str], int]:
+    """One batch of the tar reader's fuzzer; returns the process and the inputs it tried."""
+    env = {
+        **os.environ,
+        "PYBUNDLE_FUZZ_EXAMPLES": str(batch),
+        "PYBUNDLE_FUZZ_SEED": str(seed),
+        "PYBUNDLE_FUZZ_CORPUS": str(HERE.parent / "corpus" / "tarstream"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", str(TARSTREAM),
+         "-k", TARSTREAM_TESTS],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    passed = next(
+        (int(w) for line in proc.stdout.splitlines() for w, n in zip(line.split(), line.split()[1:])
+         if n.startswith("passed") and w.isdigit()),
+        0,
+    )  # fmt: skip
+    return proc, passed * batch
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("FUZZ_MINUTES", 30)))
-    parser.add_argument("--families", default=",".join(sorted(FAMILIES)))
+    parser.add_argument("--families", default=",".join([*sorted(FAMILIES), "tarstream"]))
     parser.add_argument("--batch", type=int, default=200, help="examples per pytest run")
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f]
-    unknown = sorted(set(families) - set(FAMILIES))
+    unknown = sorted(set(families) - set(FAMILIES) - {"tarstream"})
     if unknown:
         parser.error(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
     share = args.minutes * 60 / len(families)
@@ -45,6 +72,16 @@ def main() -> int:
         tried = batches = 0
         found: list[Path] = []
         while time.monotonic() < deadline:
+            if family == "tarstream":
+                seed = random.SystemRandom().randrange(2**32)
+                proc, n = run_tarstream(args.batch, seed)
+                tried += n
+                batches += 1
+                if proc.returncode != 0:
+                    found.append(TARSTREAM)
+                    print(f"[tarstream] seed {seed}: FAILED\n{proc.stdout[-2000:]}", flush=True)
+                print(f"[tarstream] batch {batches}: {tried} inputs so far", flush=True)
+                continue
             with tempfile.NamedTemporaryFile(prefix="fuzz-count-") as count:
                 env = {
                     **os.environ,

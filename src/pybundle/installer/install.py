@@ -51,9 +51,9 @@ from pybundle.installer.receipts import (
     BundleIdentity,
     Destination,
     Receipt,
+    entries_from_records,
     inspect_destination,
     now_utc,
-    scan_tree,
     write_receipt,
 )
 from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
@@ -373,6 +373,7 @@ def _stage_one(
                 source=where,
                 max_bytes=max_bytes,
                 max_entries=max_entries,
+                record_files=True,
             )
             extracted = stream.finish()
         check_digest(where, extracted, artifact.sha256, artifact.size)
@@ -382,6 +383,8 @@ def _stage_one(
         report = None
         if build_prefix is not None:
             report = relocate(staging, build_prefix, str(dest))
+        changed = [] if report is None else [*report.text_files, *report.elf_files]
+        removed = [] if report is None else report.removed_bytecode
         write_receipt(
             staging,
             Receipt(
@@ -391,7 +394,11 @@ def _stage_one(
                 bundle=origin,
                 artifact=artifact,
                 build_prefix=build_prefix,
-                files=tuple(scan_tree(staging)),
+                files=tuple(
+                    entries_from_records(
+                        staging, stats.records, map(str, changed), map(str, removed)
+                    )
+                ),
             ),
         )
     except OSError as exc:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from pybundle import __version__
 from pybundle.errors import AlreadyExistsError, ManifestError, PybundleError, StorageError
+from pybundle.installer.treewriter import FileRecord
 from pybundle.jsondoc import load_json
 from pybundle.manifest import Artifact, format_timestamp, parse_timestamp
 from pybundle.schema import RECEIPT_SCHEMA_FILE, validate_document, validate_manifest_document
@@ -203,6 +204,42 @@ def scan_tree(root: Path) -> list[FileEntry]:
         except OSError as exc:
             raise StorageError(f"{entry.path}: cannot read: {exc.strerror or exc}") from exc
         entries.append(FileEntry(rel, "file", stat.S_IMODE(st.st_mode), size, digest))
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+def entries_from_records(
+    root: Path, records: Sequence[FileRecord], changed: Iterable[str], removed: Iterable[str]
+) -> list[FileEntry]:
+    """The receipt's file list from what the extractor recorded while writing (no second read
+    of the tree), corrected for what happened afterwards: ``changed`` paths (relative, e.g.
+    rewritten by relocation) are hashed again from disk, together with every hard link that
+    shares their inode; ``removed`` paths (stale bytecode) are dropped. Directories are not
+    listed. Raises StorageError if a changed file cannot be read."""
+    changed = set(changed)
+    gone = set(removed)
+    for record in records:
+        if record.kind == "hardlink" and record.target is not None:
+            if record.target in changed:
+                changed.add(record.path)
+            elif record.path in changed:
+                changed.add(record.target)
+    entries: list[FileEntry] = []
+    for record in records:
+        if record.kind == "dir" or record.path in gone:
+            continue
+        if record.kind == "symlink":
+            entries.append(FileEntry(record.path, "symlink", target=record.target))
+        elif record.path in changed:
+            path = root / record.path
+            try:
+                digest, size = hash_file(str(path))
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            entries.append(FileEntry(record.path, "file", mode, size, digest))
+        else:
+            entries.append(FileEntry(record.path, "file", record.mode, record.size, record.sha256))
     entries.sort(key=lambda e: e.path)
     return entries
 
