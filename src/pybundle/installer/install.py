@@ -42,7 +42,7 @@ from pybundle.hashing import check_digest
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
 from pybundle.installer.policy import SerialStore, check_freshness
-from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
+from pybundle.installer.relocate import RelocationReport, check_prefix, find_build_prefix, relocate
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_manifest
 from pybundle.manifest import Artifact, Manifest
@@ -150,6 +150,8 @@ def install_bundle(
             on_verified(verified)
         selected = select_artifacts(manifest, versions, host, str(bundle))
         destinations = _destinations(selected, install_dir, prefix)
+        for dest in destinations:  # before extracting: every rewritten file must hold the path
+            check_prefix(str(dest))
         for artifact, dest in zip(selected, destinations):
             if os.path.lexists(dest) and not force:
                 raise AlreadyExistsError(
@@ -327,7 +329,7 @@ def _stage_one(source: BundleSource, artifact: Artifact, dest: Path) -> _Staged:
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
         report = None
         if build_prefix is not None:
-            report = relocate(staging, build_prefix, str(dest))
+            report = relocate(staging, build_prefix, str(dest), source=where)
     except OSError as exc:
         remove_tree(staging)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
