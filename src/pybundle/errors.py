@@ -45,6 +45,12 @@ class UsageError(PybundleError):
     exit_code = 2
 
 
+class PrefixError(UsageError):
+    """The install path holds a character that a file kind relocation writes cannot represent
+    (exit 2): the message names the character (repr) and the file kind. Raised before anything
+    is extracted; see :func:`pybundle.installer.relocate.check_prefix`."""
+
+
 class ResolutionError(PybundleError):
     """A version or platform request matches nothing in the catalog (exit 3)."""
 
@@ -91,6 +97,12 @@ class UnsafeArchiveError(PybundleError):
     """An archive member is refused by the safe extractor (exit 6)."""
 
     exit_code = 6
+
+
+class RelocationError(UnsafeArchiveError):
+    """An archive's content cannot be relocated safely (exit 6): a build prefix that is ``/`` or
+    holds control characters, a script whose ``#!`` line cannot be rewritten, a file whose syntax
+    leaves no safe place for the install path. The message names the archive or file."""
 
 
 class PlatformMismatchError(PybundleError):

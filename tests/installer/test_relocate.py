@@ -15,11 +15,12 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
-from pybundle.errors import PybundleError
+from pybundle.errors import PrefixError, PybundleError, RelocationError
 from pybundle.installer import relocate as relocate_module
 from pybundle.installer.elf import read_runpath, set_runpath
 from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
@@ -259,8 +260,8 @@ def test_relocating_twice_into_a_path_with_spaces_uses_trampolines(tmp_path: Pat
     os.rename(staging2, final)
 
     pip3 = (final / "bin/pip3").read_bytes()
-    assert pip3.startswith(b"#!/bin/sh\n# -*- coding: utf-8 -*-\n'''exec' \"")
-    assert f'"{final}/bin/python{short}" "$0" "$@"\n\' \'\'\'\n'.encode() in pip3
+    assert pip3.startswith(b"#!/bin/sh\n# -*- coding: utf-8 -*-\n'''exec' '")
+    assert f"'{final}/bin/python{short}' \"$0\" \"$@\"\n' '''\n".encode() in pip3
     assert text_files_mentioning(final, str(first).encode()) == []
 
     pip = run_hidden(build, [str(final / "bin/pip3"), "--version"])
@@ -418,7 +419,7 @@ def test_prefix_matches_only_at_path_boundaries(tmp_path: Path) -> None:
         b"B = '/install:/install/lib;/install,/install)/install=x /install'\n"
         b"C = ['/install', \"/install\", '--with-x=/install/x', '-isystem/install/i']\n"
         b"D = '/install/install/lib'\n"
-        b"E = '\xff /install/lib \xfe/install'\n"
+        b"E = '\xc3\xbf /install/lib \xc3\xbe/install'\n"
     )
     put(root, SYSCONFIG, content)
     relocate(root, "/install", "/new")
@@ -427,7 +428,7 @@ def test_prefix_matches_only_at_path_boundaries(tmp_path: Path) -> None:
         b"B = '/new:/new/lib;/new,/new)/new=x /new'\n"
         b"C = ['/new', \"/new\", '--with-x=/new/x', '-isystem/new/i']\n"
         b"D = '/new/install/lib'\n"
-        b"E = '\xff /new/lib \xfe/install'\n"
+        b"E = '\xc3\xbf /new/lib \xc3\xbe/install'\n"
     )
 
 
@@ -528,14 +529,17 @@ def test_equal_prefixes_do_nothing(tmp_path: Path) -> None:
 
 def test_bad_prefixes_are_refused(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
-    with pytest.raises(PybundleError, match="not an absolute POSIX path"):
+    with pytest.raises(PrefixError, match="not an absolute POSIX path"):
         relocate(root, "/install", "relative/dir")
-    with pytest.raises(PybundleError, match="not an absolute POSIX path"):
-        relocate(root, "C:\\install", "/new")
-    with pytest.raises(PybundleError, match="not an absolute POSIX path"):
+    with pytest.raises(PrefixError, match=r"a newline \('\\n'\), which a Makefile cannot"):
         relocate(root, "/install", "/new\nline")
-    with pytest.raises(PybundleError, match="'/'"):
+    # A bad build prefix is the archive's fault (exit 6); the message names the source.
+    with pytest.raises(RelocationError, match=r"^bundle: x\.tar\.gz: .*not an absolute POSIX"):
+        relocate(root, "C:\\install", "/new", source="bundle: x.tar.gz")
+    with pytest.raises(RelocationError, match="'/'"):
         relocate(root, "/", "/new")
+    with pytest.raises(RelocationError, match="control character"):
+        relocate(root, "/inst\nall", "/new")
     with pytest.raises(PybundleError, match="not a directory"):
         relocate(tmp_path / "missing", "/install", "/new")
 
@@ -571,7 +575,7 @@ def test_trampoline_when_plain_shebang_cannot_work(tmp_path: Path, final_name: s
     os.rename(staging, final)
     tool = (final / "bin/tool").read_bytes()
     assert tool == (
-        b"#!/bin/sh\n'''exec' \"" + os.fsencode(final) + b'/bin/python3.12" "$0" "$@"\n'
+        b"#!/bin/sh\n'''exec' '" + os.fsencode(final) + b'/bin/python3.12\' "$0" "$@"\n'
         b"' '''\n" + TOOL_BODY
     )
     out = subprocess.run(
@@ -591,27 +595,54 @@ def test_trampoline_keeps_coding_declaration_and_argument(tmp_path: Path) -> Non
     relocate(staging, "/install", str(final))
     os.rename(staging, final)
     tool = (final / "bin/tool").read_bytes()
-    assert tool.startswith(b"#!/bin/sh\n# -*- coding: latin-1 -*-\n'''exec' \"")
-    assert b'/bin/python3.12" "-S" "$0" "$@"\n' in tool
+    assert tool.startswith(b"#!/bin/sh\n# -*- coding: latin-1 -*-\n'''exec' '")
+    assert b'/bin/python3.12\' \'-S\' "$0" "$@"\n' in tool
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     out = subprocess.run([str(final / "bin/tool")], capture_output=True, check=True, env=env).stdout
     assert out.decode("utf-8").strip() == "\xe9"
 
 
-def test_trampoline_refusals(tmp_path: Path) -> None:
+def test_trampoline_refusal_is_a_relocation_error(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     put(root, "bin/shell-tool", b"#!/install/bin/bash\necho hi\n", 0o755)
     with pytest.raises(
-        PybundleError, match=r"shell-tool: cannot relocate: .*only works for Python"
-    ):
+        RelocationError, match=r"shell-tool: cannot relocate: .*only works for Python"
+    ) as caught:
         relocate(root, "/install", "/with space")
-    (root / "bin/shell-tool").unlink()
-    put(root, "bin/tool", b"#!/install/bin/python3\n", 0o755)
-    with pytest.raises(PybundleError, match=r"tool: cannot relocate: .*cannot be quoted"):
-        relocate(root, "/install", '/with "quotes" and space')
+    assert caught.value.exit_code == 6
     # Without whitespace a plain shebang works for any interpreter and any characters.
     relocate(root, "/install", '/odd"$name')
-    assert (root / "bin/tool").read_bytes() == b'#!/odd"$name/bin/python3\n'
+    assert (root / "bin/shell-tool").read_bytes() == b'#!/odd"$name/bin/bash\necho hi\n'
+
+
+@pytest.mark.parametrize(
+    "final_name",
+    [
+        pytest.param("o'brien/a b", id="quote"),
+        pytest.param('with "quotes" and $HOME `x`', id="dollar-backtick"),
+        pytest.param("a\\new \\\\'''\"\"\" x", id="backslashes-and-triple-quotes"),
+        pytest.param("\u65e5\u672c \u00fc", id="non-ascii"),
+    ],
+)
+def test_trampoline_quotes_any_path(tmp_path: Path, final_name: str) -> None:
+    """The trampoline is valid shell and valid Python, without warnings, for hostile paths."""
+    staging = make_runnable_tree(tmp_path / "staging", TOOL_BODY)
+    final = tmp_path / final_name
+    relocate(staging, "/install", str(final))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, final)
+    tool = final / "bin/tool"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an invalid escape sequence would warn
+        compile(tool.read_bytes(), str(tool), "exec")
+    proc = subprocess.run(
+        [str(tool), "one", "$HOME"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert proc.stdout.strip() == repr(["one", "$HOME"]) and proc.stderr == ""
 
 
 # --- ELF files in synthetic trees ----------------------------------------------------------------

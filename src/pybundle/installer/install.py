@@ -56,7 +56,7 @@ from pybundle.installer.receipts import (
     now_utc,
     write_receipt,
 )
-from pybundle.installer.relocate import RelocationReport, find_build_prefix, relocate
+from pybundle.installer.relocate import RelocationReport, check_prefix, find_build_prefix, relocate
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_manifest
 from pybundle.manifest import Artifact, Manifest
@@ -172,6 +172,8 @@ def install_bundle(
         lines = [interpreter_line(a) for a in selected]
         serials.check(signer, lines, manifest.serial, str(bundle), allow_downgrade=allow_downgrade)
         destinations = _destinations(selected, install_dir, prefix)
+        for dest in destinations:  # before extracting: every rewritten file must hold the path
+            check_prefix(str(dest))
         places = _inspect_all(selected, destinations, force)
         _check_replaced_serials(places, signer, manifest.serial, str(bundle), allow_downgrade)
         for parent in sorted({d.parent for d in destinations}):
@@ -382,7 +384,7 @@ def _stage_one(
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
         report = None
         if build_prefix is not None:
-            report = relocate(staging, build_prefix, str(dest))
+            report = relocate(staging, build_prefix, str(dest), source=where)
         changed = [] if report is None else [*report.text_files, *report.elf_files]
         removed = [] if report is None else report.removed_bytecode
         write_receipt(

@@ -23,42 +23,49 @@ import posixpath
 import re
 import stat
 import tempfile
+import unicodedata
 from contextlib import suppress
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
-from ..errors import PybundleError, StorageError
+from ..errors import PrefixError, RelocationError, StorageError
 from .elf import ELF_MAGIC, read_runpath, set_runpath
-
-__all__ = ["RelocationReport", "find_build_prefix", "relocate"]
-
-# Files rewritten wholesale (every occurrence of the build prefix), as path components under root.
-_TEXT_PATTERNS: tuple[tuple[str, ...], ...] = (
-    ("lib", "python3.*", "_sysconfigdata_*.py"),
-    ("lib", "pkgconfig", "*.pc"),
-    ("bin", "python3*-config"),
-    ("lib", "python3.*", "config-*", "Makefile"),
-    ("lib", "python3.*", "config-*", "python-config.py"),
+from .quoting import shown, unrepresentable
+from .textfiles import (
+    PrefixMatcher,
+    rewrite_makefile,
+    rewrite_pkgconfig,
+    rewrite_python,
+    rewrite_shebang,
+    rewrite_shell,
 )
 
-# Bytes that may continue a path name after the prefix (besides "/", which is always allowed).
-_NAME_CHARS = rb"A-Za-z0-9._~+@%\x80-\xff-"
-# Bytes that make up a path token when scanning backwards from a candidate match.
-_PATH_BYTES = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+@%-/"
-    + bytes(range(128, 256))
-)
-# A compiler or configure option glued to a path: -L/x, -I/x, -R/x, -isystem/x.
-_OPTION_TOKEN = re.compile(rb"-{1,2}[A-Za-z][A-Za-z0-9_-]*")
+__all__ = ["RelocationReport", "check_prefix", "find_build_prefix", "relocate"]
 
-# Linux before 5.1 reads only 128 bytes of a "#!" line (BINPRM_BUF_SIZE); pip/distlib switch to a
-# /bin/sh trampoline for longer lines or interpreter paths with spaces.
-_MAX_SHEBANG = 127
-_SHEBANG = re.compile(rb"#![ \t]*(?P<interp>[^ \t\r\n]+)(?P<tail>[^\r\n]*?)[ \t]*(?P<eol>\r?\n|\Z)")
-_CODING_LINE = re.compile(rb"[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")  # PEP 263
-_PYTHON_NAME = re.compile(rb"(python|pypy)[0-9.]*[a-z]*")
-_TRAMPOLINE_UNSAFE = frozenset(b"\"'\\$`")
+
+_Writer = Callable[[bytes, PrefixMatcher, str], tuple[bytes, int]]
+
+
+def _text_writer(writer: Callable[[str, PrefixMatcher, str], tuple[str, int]]) -> _Writer:
+    """A str writer applied to bytes: any bytes round-trip through ``surrogateescape``."""
+
+    def rewrite(data: bytes, matcher: PrefixMatcher, where: str) -> tuple[bytes, int]:
+        text, count = writer(data.decode("utf-8", "surrogateescape"), matcher, where)
+        return (text.encode("utf-8", "surrogateescape"), count) if count else (data, 0)
+
+    return rewrite
+
+
+# Files rewritten wholesale, as path components under root, and the writer for their syntax.
+_TEXT_KINDS: tuple[tuple[tuple[str, ...], _Writer], ...] = (
+    (("lib", "python3.*", "_sysconfigdata_*.py"), rewrite_python),
+    (("lib", "pkgconfig", "*.pc"), _text_writer(rewrite_pkgconfig)),
+    (("bin", "python3*-config"), _text_writer(rewrite_shell)),
+    (("lib", "python3.*", "config-*", "Makefile"), _text_writer(rewrite_makefile)),
+    (("lib", "python3.*", "config-*", "python-config.py"), rewrite_python),
+)
 
 _SYSCONFIG_PREFIX = re.compile(
     rb"""['"]prefix['"]\s*:\s*('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""
@@ -163,80 +170,42 @@ def _write_replacing(path: Path, data: bytes, st: os.stat_result) -> None:
         raise StorageError(f"{path}: cannot rewrite: {exc.strerror or exc}") from exc
 
 
-def _normalise_prefix(what: str, value: str) -> str:
-    if not value.startswith("/") or "\0" in value or "\n" in value:
-        raise PybundleError(f"the {what} {value!r} is not an absolute POSIX path")
-    return posixpath.normpath(value)
+def check_prefix(new_prefix: str) -> None:
+    """Refuse an install path that some file kind relocation writes cannot represent.
+
+    Call it before extracting anything. ``new_prefix`` is the absolute path the tree will live
+    at. Every other character is written with the quoting of each file kind (see
+    :mod:`pybundle.installer.quoting` and docs/security.md, "Escaping install paths").
+    Raises PrefixError (exit 2) with a one-line message naming the character (repr) and the
+    file kind: a path that is not absolute, or holds NUL, a newline (Makefile), a carriage
+    return or ``${`` (pkg-config) or bytes that are not UTF-8 (Python source: pip's ``#!``
+    lines).
+    """
+    if not new_prefix.startswith("/"):
+        raise PrefixError(f"{shown(new_prefix)}: the install path is not an absolute POSIX path")
+    found = unrepresentable(new_prefix)
+    if found is not None:
+        char, what, kind = found
+        raise PrefixError(
+            f"{shown(new_prefix)}: the install path contains {what} ({char!r}), which a {kind} "
+            "cannot represent; choose another --prefix or --install-dir"
+        )
 
 
-class _Rewriter:
-    """Replaces the build prefix in bytes, at path boundaries only."""
-
-    def __init__(self, build_prefix: str, new_prefix: str) -> None:
-        self.build = os.fsencode(build_prefix)
-        self.new = os.fsencode(new_prefix)
-        self._pattern = re.compile(re.escape(self.build) + rb"(?![" + _NAME_CHARS + rb"])")
-
-    def _starts_path(self, data: bytes, start: int) -> bool:
-        """True if the match at ``start`` begins a path (not the tail of a longer one)."""
-        i = start
-        while i > 0 and data[i - 1] in _PATH_BYTES:
-            i -= 1
-        token = data[i:start]
-        # "." + prefix is CPython's WASM_ASSETS_DIR (Makefile: ".$(prefix)"), a prefix-derived path.
-        return not token or token == b"." or _OPTION_TOKEN.fullmatch(token) is not None
-
-    def sub(self, data: bytes) -> tuple[bytes, int]:
-        """``data`` with every boundary-delimited build prefix replaced; and the count."""
-        pieces: list[bytes] = []
-        last = count = 0
-        for match in self._pattern.finditer(data):
-            if not self._starts_path(data, match.start()):
-                continue
-            pieces += (data[last : match.start()], self.new)
-            last = match.end()
-            count += 1
-        if not count:
-            return data, 0
-        pieces.append(data[last:])
-        return b"".join(pieces), count
-
-    def _in_prefix(self, path: bytes) -> bool:
-        return path == self.build or path.startswith(self.build + b"/")
-
-    def shebang(self, data: bytes, where: Path) -> tuple[bytes, bytes] | None:
-        """(new head, rest of the file) if ``data`` has a ``#!`` line into the build prefix."""
-        match = _SHEBANG.match(data)
-        if match is None or not self._in_prefix(match.group("interp")):
-            return None
-        interp = self.new + match.group("interp")[len(self.build) :]
-        arg = match.group("tail").strip(b" \t")
-        line = b"#!" + interp + (b" " + arg if arg else b"")
-        rest = data[match.end() :]
-        if len(line) <= _MAX_SHEBANG and not any(c in b" \t\f\v" for c in interp):
-            head = data[: match.start("interp")] + interp + data[match.end("interp") : match.end()]
-            return head, rest
-        # Too long or contains whitespace: a /bin/sh trampoline that is also valid Python.
-        if not _PYTHON_NAME.fullmatch(posixpath.basename(interp)):
-            raise PybundleError(
-                f"{where}: cannot relocate: its #! interpreter would need a /bin/sh trampoline, "
-                "which only works for Python scripts"
-            )
-        if any(c in _TRAMPOLINE_UNSAFE for c in interp + arg):
-            raise PybundleError(
-                f"{where}: cannot relocate: the new interpreter path cannot be quoted in a "
-                "/bin/sh trampoline (it contains one of \" ' \\ $ `)"
-            )
-        head = b"#!/bin/sh\n"
-        coding = _CODING_LINE.match(rest)
-        if coding is not None:  # keep a PEP 263 declaration within the first two lines
-            eol = rest.find(b"\n", coding.end())
-            end = len(rest) if eol < 0 else eol + 1
-            head += rest[:end].rstrip(b"\r\n") + b"\n"
-            rest = rest[end:]
-        quoted = b'"' + interp + b'"' + (b' "' + arg + b'"' if arg else b"")
-        head += b"'''exec' " + quoted + b' "$0" "$@"\n' + b"' '''\n"
-        return head, rest
+def _build_prefix(value: str, source: str) -> str:
+    """The normalised build prefix, or RelocationError if the archive's value is unusable."""
+    if not value.startswith("/"):
+        raise RelocationError(
+            f"{source}: cannot relocate: the build prefix {value!r} is not an absolute POSIX path"
+        )
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise RelocationError(
+            f"{source}: cannot relocate: the build prefix {value!r} contains a control character"
+        )
+    build = posixpath.normpath(value)
+    if build == "/":
+        raise RelocationError(f"{source}: cannot relocate a tree whose build prefix is '/'")
+    return build
 
 
 def _remove_bytecode(source: Path, root: Path) -> list[Path]:
@@ -280,12 +249,12 @@ def _walk_files(root: Path) -> list[tuple[str, tuple[str, ...]]]:
     return files
 
 
-def _is_text_target(parts: tuple[str, ...]) -> bool:
-    """True if the root-relative ``parts`` match one of _TEXT_PATTERNS, component by component."""
-    return any(
-        len(parts) == len(pattern) and all(map(fnmatchcase, parts, pattern))
-        for pattern in _TEXT_PATTERNS
-    )
+def _text_kind(parts: tuple[str, ...]) -> _Writer | None:
+    """The writer for root-relative ``parts`` matching one of _TEXT_KINDS, component-wise."""
+    for pattern, writer in _TEXT_KINDS:
+        if len(parts) == len(pattern) and all(map(fnmatchcase, parts, pattern)):
+            return writer
+    return None
 
 
 def _relocated_search_path(value: str, file_dir: tuple[str, ...], build: str) -> str:
@@ -303,44 +272,49 @@ def _relocated_search_path(value: str, file_dir: tuple[str, ...], build: str) ->
     return ":".join(entries)
 
 
-def relocate(root: Path, build_prefix: str, new_prefix: str) -> RelocationReport:
+def relocate(
+    root: Path, build_prefix: str, new_prefix: str, *, source: str | None = None
+) -> RelocationReport:
     """Rewrite the tree at ``root`` so that it works once moved to ``new_prefix``.
 
     ``root`` is where the extracted tree is now (a staging directory); ``new_prefix`` is the
     absolute path it will be renamed to afterwards; ``build_prefix`` is the prefix it was built
-    for (see :func:`find_build_prefix`). Both prefixes must be absolute POSIX paths; trailing
-    slashes are ignored. Nothing written mentions ``root``.
+    for (see :func:`find_build_prefix`). Both must be absolute POSIX paths; trailing slashes are
+    ignored. Nothing written mentions ``root``. ``source`` names the archive in messages
+    (default: ``root``).
 
-    Text: every occurrence of the build prefix that starts a path and ends at a path boundary is
-    replaced in the sysconfigdata modules, ``.pc`` files, ``bin/python3*-config``, and the config
-    dir's ``Makefile`` and ``python-config.py``. It starts a path when the path characters just
-    before it are none, a glued option (``-L``, ``-I``...) or the ``.`` of CPython's
-    ``.$(prefix)``; so ``/foo/install`` is left alone for ``/install``. It ends at a boundary when
-    followed by ``/``, the end, or a byte that cannot continue a file name (whitespace, quotes,
-    ``:;,)=``...); so ``.../3.12.10`` is left alone for ``.../3.12.1``. ``#!`` lines of the non-ELF
-    regular files in ``bin/`` that name an interpreter inside the build prefix are pointed into
-    ``new_prefix``; when that path has whitespace or the line would exceed 127 bytes, pip's
-    ``#!/bin/sh`` + ``'''exec'`` trampoline is written instead. Files are handled as bytes,
-    rewritten through a temp file and os.replace, keeping their mode. Bytecode of rewritten
-    ``.py`` files is removed. ELF files with RUNPATH or RPATH entries inside the build prefix get
-    them rewritten relative to ``$ORIGIN`` (kind and the other entries kept). Symlinks are never
-    followed. Equal prefixes: nothing is done.
+    Text: the occurrences of the build prefix that start a path and end at a path boundary
+    (:class:`~pybundle.installer.textfiles.PrefixMatcher`) are rewritten in the sysconfigdata
+    modules and the config dir's ``python-config.py`` (Python string literals), ``.pc`` files
+    (pkg-config), ``bin/python3*-config`` (POSIX shell) and the config dir's ``Makefile`` (GNU
+    make), each with the quoting of its syntax (:mod:`pybundle.installer.textfiles`), so that
+    each file's reader gets exactly ``new_prefix`` back. ``#!`` lines of the non-ELF regular
+    files in ``bin/`` (and of those files) that name an interpreter inside the build prefix are
+    pointed into ``new_prefix``; when that path has whitespace or the line would exceed 127
+    bytes, pip's ``#!/bin/sh`` + ``'''exec'`` trampoline is written instead. Files are rewritten
+    through a temp file and os.replace, keeping their mode. Bytecode of rewritten ``.py`` files
+    is removed. ELF files with RUNPATH or RPATH entries inside the build prefix get them
+    rewritten relative to ``$ORIGIN`` (kind and the other entries kept), so the new prefix's
+    characters do not matter there. Symlinks are never followed. Equal prefixes: nothing is done.
 
-    Returns a :class:`RelocationReport`. Raises PybundleError for a prefix that is not absolute
-    (or is ``/``), a script whose new ``#!`` line cannot be written, or a failed ELF edit;
+    Returns a :class:`RelocationReport`. Raises PrefixError for a ``new_prefix`` that
+    :func:`check_prefix` refuses; RelocationError for a build prefix that is not absolute, is
+    ``/`` or holds control characters, a script whose ``#!`` line cannot be rewritten, or a file
+    whose syntax leaves no safe place for the path; PybundleError for a failed ELF edit;
     StorageError if the file system refuses a read or write.
     """
     root = Path(root)
-    build = _normalise_prefix("build prefix", build_prefix)
-    new = _normalise_prefix("new prefix", new_prefix)
+    where = source or str(root)
+    build = _build_prefix(build_prefix, where)
+    check_prefix(new_prefix)
+    new = posixpath.normpath(new_prefix)
     report = RelocationReport(build_prefix=build, new_prefix=new)
     if build == new:
         return report
-    if build == "/":
-        raise PybundleError("cannot relocate a tree whose build prefix is '/'")
     if not root.is_dir():
         raise StorageError(f"{root}: cannot relocate: not a directory")
-    rewriter = _Rewriter(build, new)
+    matcher = PrefixMatcher(build, new)
+    build_bytes = os.fsencode(build)
     rewritten_modules: list[Path] = []
 
     for path_str, parts in _walk_files(root):
@@ -356,24 +330,29 @@ def relocate(root: Path, build_prefix: str, new_prefix: str) -> RelocationReport
                 set_runpath(path, new_value, kind=kind)
                 report.elf_files.append(Path(*parts))
             continue
-        full = parts[0] in ("lib", "bin") and _is_text_target(parts)
+        writer = _text_kind(parts) if parts[0] in ("lib", "bin") else None
         script = len(parts) == 2 and parts[0] == "bin" and magic.startswith(b"#!")
-        if not (full or script):
+        if writer is None and not script:
             continue
         path = Path(path_str)
         data = _read(path)
-        shebang = rewriter.shebang(data, path)
-        head, body = shebang if shebang is not None else (b"", data)
+        spelled = build_bytes in data
+        if not spelled and not data.startswith(b"#!/bin/sh"):
+            continue  # (a trampoline may spell the build prefix quoted)
+        file_where = f"{where}: {'/'.join(parts)}" if source else path_str
         count = 0
-        if full:
-            body, count = rewriter.sub(body)
+        if writer is not None and spelled:
+            data, count = writer(data, matcher, file_where)
+        shebang = rewrite_shebang(data, matcher, file_where) if magic.startswith(b"#!") else None
         if shebang is None and count == 0:
             continue
+        if shebang is not None:
+            data = shebang[0] + shebang[1]
         try:
             st = os.lstat(path)
         except OSError as exc:
             raise StorageError(f"{path}: cannot stat: {exc.strerror or exc}") from exc
-        _write_replacing(path, head + body, st)
+        _write_replacing(path, data, st)
         report.text_files.append(Path(*parts))
         if path.suffix == ".py":
             rewritten_modules.append(path)
