@@ -25,7 +25,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from pybundle.archives import READ_ERRORS, open_decompressed
 from pybundle.errors import StorageError, UnsafeArchiveError
@@ -127,6 +127,7 @@ def extract_archive(
     source: str,
     max_bytes: int,
     max_entries: int,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> ExtractStats:
     """Extract the archive read from ``stream`` into the existing, empty directory ``dest``.
 
@@ -135,7 +136,9 @@ def extract_archive(
     ``max_bytes`` in total or the archive holds more than ``max_entries`` members (the
     manifest's budget), before the excess is written. Raises UnsafeArchiveError for a refused,
     over-budget or unreadable member (the caller discards ``dest``), StorageError for
-    file-system failures (ENOSPC, EROFS, EACCES).
+    file-system failures (ENOSPC, EROFS, EACCES). ``on_bytes``, when given, is called after
+    each regular-file member with the bytes of regular-file members read so far (the quantity
+    the manifest's ``unpacked_size`` records).
     """
     prefix_parts = strip_prefix.split("/")
     stats = ExtractStats()
@@ -171,6 +174,8 @@ def extract_archive(
                     continue
                 rel = "/".join(rel_parts)
                 _write_member(tar, member, rel, dest, kinds, links, stats, prefix_parts, source)
+                if on_bytes is not None and member.isfile():
+                    on_bytes(stats.archive_bytes)
         # A symlink may have been checked while a path it goes through did not exist yet;
         # check every one again against the final tree.
         for rel, link in links.items():
