@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 import typer
+import typer.main
 
 from pybundle.cli.app import app
 from pybundle.cli.common import state, usage_line
@@ -37,9 +38,10 @@ def _fail(message: str, code: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; exits with 0 on success or the documented exit code of the error."""
     state.reset()
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
         code = app(
-            args=list(argv) if argv is not None else None,
+            args=args,
             prog_name="pybundle",
             standalone_mode=False,
         )
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except _ClickException as exc:
         if state.verbose:
             traceback.print_exc()
-        _fail(usage_line(exc), 2)
+        _fail(usage_line(exc, typer.main.get_command(app), args), 2)
     except (KeyboardInterrupt, typer.Abort):
         print("pybundle: interrupted", file=sys.stderr)
         sys.exit(130)

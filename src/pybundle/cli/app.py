@@ -223,6 +223,7 @@ def bundle(
         pbs_release=pbs_release,
         mirror=mirror,
     )
+    expires = _expiry(expires_in)
     cache = cache_dir or default_cache_dir()
     if dry_run or as_json:
         plan = plan_selection(selection, cache)
@@ -253,7 +254,7 @@ def bundle(
             jobs=jobs,
             force=force,
             serial=serial,
-            expires=_expiry(expires_in),
+            expires=expires,
             progress=progress,
         )
     finally:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -153,9 +154,7 @@ def default_cache_dir_text() -> str:
 
 # ---- shared options
 
-BUNDLE_ARGUMENT: Any = typer.Argument(
-    None, metavar="FILE", show_default=False, hidden=True
-)
+BUNDLE_ARGUMENT: Any = typer.Argument(None, metavar="FILE", show_default=False, hidden=True)
 FROM_OPTION: Any = typer.Option(
     None, "--from", metavar="FILE", help="The .pybundle file, instead of the FILE argument."
 )
@@ -239,14 +238,28 @@ def size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def usage_line(exc: Any) -> str:
+def usage_line(exc: Any, root: Any = None, argv: Sequence[str] = ()) -> str:
     """The one-line message for a Typer/Click usage error (missing or unknown option, bad
     value, unknown command): its message with the first letter lower-cased, the final period
-    dropped, line breaks joined, and where to look: ``(see 'pybundle install --help')``."""
+    dropped, line breaks joined, and where to look: ``(see 'pybundle install --help')``.
+
+    The command comes from the error's context, or else from ``argv`` walked through the
+    click group ``root`` (errors raised while parsing carry no context)."""
     message = " ".join(str(exc.format_message()).split())
     if message[:1].isupper() and not message[1:2].isupper():
         message = message[0].lower() + message[1:]
     message = message.rstrip(".")
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "pybundle"
+    if where == "pybundle" and root is not None:
+        words, command = [], root
+        for token in argv:
+            subcommands = getattr(command, "commands", {})
+            if token.startswith("-"):
+                continue
+            if token not in subcommands:
+                break
+            words.append(token)
+            command = subcommands[token]
+        where = " ".join(["pybundle", *words])
     return f"{message} (see '{where} --help')"
