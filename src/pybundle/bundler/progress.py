@@ -21,7 +21,8 @@ class TqdmProgress:
     """Implements :class:`pybundle.bundler.download.Progress` with tqdm bars.
 
     Args:
-        files: how many archives the run fetches, if known (the label counts those seen).
+        files: how many archives the run fetches, if known (else the label says "downloads"
+            until :meth:`expect` tells, and counts those seen).
         known_bytes: sum of the sizes known in advance (more are added as transfers start).
         enabled: draw or not; None means "if ``stream`` is a terminal".
         stream: where to draw (default ``sys.stderr``).
@@ -50,7 +51,7 @@ class TqdmProgress:
             unit="B",
             unit_scale=True,
             unit_divisor=1000,
-            desc=f"0/{files} files",
+            desc=f"0/{files} files" if files else "downloads",
             position=0,
             file=self.stream,
             disable=not self.enabled,
