@@ -1,7 +1,11 @@
 """Conventions every pybundle command follows, and the shared pieces that implement them.
 
 A command is one plain function: parse its options, call one library function, print the
-result. Use this module for everything users see the same way in every command:
+result (text lines and JSON documents are built in :mod:`pybundle.cli.render`). A module of
+commands defines plain functions; :mod:`pybundle.cli.app` registers each with
+``app.command("name", short_help="...")(function)`` (or ``app.add_typer`` for a group, whose
+callback also takes ``verbose``/``quiet``). Use this module for everything users see the same
+way in every command:
 
 **Errors.** Raise a typed error of :mod:`pybundle.errors` whose message is one sentence naming
 the file or value at fault (:class:`~pybundle.errors.UsageError` for a bad or contradictory
@@ -24,6 +28,9 @@ Progress bars are drawn only when :func:`bars_enabled` (stderr is a terminal and
 
 **JSON.** ``as_json: bool = JSON``; with it, stdout holds exactly one JSON document
 (:func:`emit_json`) and nothing else; errors stay one line on stderr with their exit code.
+Keys are snake_case, sizes in bytes, times RFC 3339 UTC. ``install --json`` is built by
+:func:`pybundle.cli.render.install_json`: one entry per interpreter under ``installs``, which
+commands adding links or layouts extend with their own keys.
 
 **The bundle file.** Commands that read a bundle take it as an argument or with ``--from``:
 ``file: Optional[Path] = BUNDLE_ARGUMENT, from_: Optional[Path] = FROM_OPTION``, then

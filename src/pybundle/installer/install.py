@@ -500,11 +500,12 @@ def _stage_all(
         while True:
             _, pending = wait(futures, timeout=PROGRESS_POLL if counters else None)
             if counters is not None and progress is not None:
+                # a finished worker's last count is in shared memory before its future is done
+                finished = [i for i, f in enumerate(futures) if f.done() and i not in ended]
                 counters.relay(progress)
-                for index, future in enumerate(futures):
-                    if future.done() and index not in ended:
-                        ended.add(index)
-                        progress.end(index)
+                for index in finished:
+                    ended.add(index)
+                    progress.end(index)
             if not pending:
                 break
     results: list[_Staged] = []
