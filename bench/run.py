@@ -387,7 +387,11 @@ class Suite:
         ]
         keys = self.work / "keys"
         self.key, self.pub = keys / "bench.key", keys / "bench.pub"
-        self.child(self.cli("keygen", "--secret-key", str(self.key), "--public-key", str(self.pub)))
+        self.child(
+            self.cli(
+                "keygen", "--unencrypted", "--secret-key", str(self.key), "--public-key", str(self.pub)
+            )
+        )
         self.www = self.work / "www"
         publish(self.www, self.padded)
         self.catalog = write_catalog(self.work / "catalog.json", self.padded)

@@ -22,7 +22,8 @@ step() { printf '\n== %s\n' "$*"; }
 export XDG_CONFIG_HOME="$DEMO_DIR/config" XDG_STATE_HOME="$DEMO_DIR/state"
 
 step "keygen"
-"$PYBUNDLE" keygen --secret-key "$DEMO_DIR/keys/ops.key" --public-key "$DEMO_DIR/keys/ops.pub" --force
+"$PYBUNDLE" keygen --unencrypted --secret-key "$DEMO_DIR/keys/ops.key" \
+  --public-key "$DEMO_DIR/keys/ops.pub" --force
 
 step "bundle ${prefixes[*]}"
 t0=$(date +%s.%N)

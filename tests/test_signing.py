@@ -416,18 +416,104 @@ def test_bad_comments_are_refused_when_signing() -> None:
 # --------------------------------------------------------------------------- key files
 
 
+#: Cheap scrypt limits for tests that do not need minisign's defaults (N=2^14, r=8, p=1).
+FAST_KDF = {"opslimit": 524288, "memlimit": 16777216}
+
+
 @needs_minisign
-def test_encrypted_minisign_key_is_refused(tmp_path: Path) -> None:
+def test_encrypted_minisign_key_reads_with_its_password(tmp_path: Path, data_file: Path) -> None:
+    """``minisign -G`` (encrypted, minisign's default scrypt cost) -> pybundle signs with it."""
     secret, public = tmp_path / "enc.key", tmp_path / "enc.pub"
     run_minisign("-G", "-p", str(public), "-s", str(secret), stdin="hunter2\nhunter2\n")
 
-    with pytest.raises(KeyFileError, match=r"is encrypted; .*\(minisign -G -W\)") as info:
+    with pytest.raises(KeyFileError, match="is encrypted and no password was given") as info:
         load_secret_key(secret)
     assert str(secret) in str(info.value)
-    load_public_key(public)
+    with pytest.raises(KeyFileError, match="wrong password"):
+        load_secret_key(secret, "hunter3")
+    asked: list[str] = []
+    key = load_secret_key(secret, lambda: asked.append("asked") or "hunter2")
+    assert asked == ["asked"]
+    assert key.public_key == load_public_key(public)
+    Path(f"{data_file}.minisig").write_bytes(sign(DATA, key, trusted_comment="signed by pybundle"))
+    output = run_minisign("-V", "-H", "-p", str(public), "-m", str(data_file))
+    assert "Trusted comment: signed by pybundle" in output
 
 
-def test_constructed_encrypted_key_is_refused() -> None:
+@needs_minisign
+def test_minisign_signs_with_our_encrypted_key(tmp_path: Path, data_file: Path) -> None:
+    """pybundle's encrypted key (minisign's default cost) -> ``minisign -S`` asks for the
+    password and signs; a wrong password is refused by minisign too."""
+    secret, public = tmp_path / "ours.key", tmp_path / "ours.pub"
+    key = write_keypair(secret, public, password="correct horse")
+    assert secret.read_text().startswith("untrusted comment: minisign encrypted secret key ")
+    blob = base64.b64decode(secret.read_text().split("\n")[1])
+    assert blob[2:4] == b"Sc" and int.from_bytes(blob[38:46], "little") == 33554432
+
+    bad = subprocess.run(
+        ["minisign", "-S", "-s", str(secret), "-m", str(data_file)],
+        input="wrong\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "Wrong password" in bad.stdout + bad.stderr
+    run_minisign("-S", "-s", str(secret), "-m", str(data_file), "-t", "t", stdin="correct horse\n")
+    result = verify(DATA, Path(f"{data_file}.minisig").read_bytes(), [key.public_key], "data")
+    assert result.signature.trusted_comment == "t"
+    assert load_secret_key(secret, "correct horse") == key
+
+
+def test_encrypted_key_round_trip_and_tampering() -> None:
+    key = generate_secret_key()
+    text = key.to_file_text(password="pw é", **FAST_KDF)
+    assert parse_secret_key(text, "k", "pw é") == key
+    assert parse_secret_key(text, "k", "pw é".encode()) == key
+    assert text != key.to_file_text(password="pw é", **FAST_KDF)  # a fresh salt each time
+    lines = text.split("\n")
+    blob = bytearray(base64.b64decode(lines[1]))
+
+    def with_blob(new: bytes) -> str:
+        return f"{lines[0]}\n{base64.b64encode(new).decode()}\n"
+
+    flipped = bytearray(blob)
+    flipped[-40] ^= 1  # inside the encrypted seed: the checksum no longer matches
+    with pytest.raises(KeyFileError, match="wrong password"):
+        parse_secret_key(with_blob(bytes(flipped)), "k", "pw é")
+    with pytest.raises(UsageError, match="empty password"):
+        key.to_file_text(password="")
+
+
+@pytest.mark.parametrize(
+    ("opslimit", "memlimit"),
+    [(2**40, 2**40), (2**62, 33554432), (2**27, 2**40), (2**63 - 1, 2**63 - 1)],
+)
+def test_hostile_scrypt_limits_are_refused_before_the_password_is_asked(
+    opslimit: int, memlimit: int
+) -> None:
+    lines = generate_secret_key().to_file_text(password="x", **FAST_KDF).split("\n")
+    blob = bytearray(base64.b64decode(lines[1]))
+    blob[38:46] = opslimit.to_bytes(8, "little")
+    blob[46:54] = memlimit.to_bytes(8, "little")
+    text = f"{lines[0]}\n{base64.b64encode(bytes(blob)).decode()}\n"
+
+    def never() -> str:
+        raise AssertionError("the password must not be asked for")
+
+    with pytest.raises(KeyFileError, match="scrypt parameters"):
+        parse_secret_key(text, "k", never)
+
+
+def test_scrypt_parameters_follow_libsodium() -> None:
+    from pybundle.signing import scrypt_parameters
+
+    assert scrypt_parameters(33554432, 1073741824) == (2**20, 8, 1)  # minisign's default
+    assert scrypt_parameters(524288, 16777216) == (2**14, 8, 1)
+    assert scrypt_parameters(16384, 2**30) == (2**10, 8, 1)  # ops-bound: p = 1
+    assert scrypt_parameters(2**28, 2**24) == (2**14, 8, 512)  # memory-bound: p grows
+
+
+def test_constructed_encrypted_key_needs_a_password() -> None:
     lines = generate_secret_key().to_file_text().split("\n")
     blob = bytearray(base64.b64decode(lines[1]))
     blob[2:4] = b"Sc"

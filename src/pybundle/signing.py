@@ -16,9 +16,16 @@ Everything here reads and writes the formats described by minisign's documentati
               | kdf memlimit (8, LE) | key id (8) | secret key (64 = seed + public key)
               | checksum (32) )
 
-  where checksum = BLAKE2b-256("Ed" | key id | secret key). With kdf alg ``"Sc"`` the last
-  104 bytes are XORed with an scrypt-derived key stream (a password-protected key); kdf alg
-  ``"\\0\\0"`` means unencrypted. pybundle writes and reads only unencrypted keys.
+  where checksum = BLAKE2b-256("Ed" | key id | secret key). With kdf alg ``"Sc"`` (what
+  ``minisign -G`` writes by default) the last 104 bytes (key id, secret key, checksum) are
+  XORed with 104 bytes of scrypt(password, kdf salt), whose cost parameters N, r, p are derived
+  from the stored opslimit and memlimit the way libsodium's
+  ``crypto_pwhash_scryptsalsa208sha256`` derives them (:func:`scrypt_parameters`; minisign
+  stores libsodium's ``OPSLIMIT_SENSITIVE`` 33554432 and ``MEMLIMIT_SENSITIVE`` 1073741824:
+  N = 2^20, r = 8, p = 1, 1 GiB of memory). The checksum is computed before encryption, so a
+  wrong password shows as a checksum mismatch. kdf alg ``"\\0\\0"`` means unencrypted (salt and
+  limits zero). pybundle reads both and writes either (sources: minisign's ``src/minisign.c``
+  ``decrypt_key``/``encrypt_key``, libsodium's ``pwhash_scryptsalsa208sha256.c``).
 
 * signature file (``.minisig``), four LF-terminated lines::
 
@@ -62,12 +69,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from pybundle.errors import (
     AlreadyExistsError,
@@ -79,7 +88,12 @@ from pybundle.errors import (
 )
 
 __all__ = [
+    "KDF_MEMLIMIT_SENSITIVE",
+    "KDF_OPSLIMIT_SENSITIVE",
+    "MAX_KDF_MEMORY",
+    "MAX_KDF_WORK",
     "MAX_KEY_FILE_BYTES",
+    "PasswordSource",
     "MAX_SIGNATURE_BYTES",
     "MAX_TRUSTED_COMMENT_BYTES",
     "MAX_UNTRUSTED_COMMENT_BYTES",
@@ -96,6 +110,7 @@ __all__ = [
     "parse_secret_key",
     "parse_signature",
     "prehash",
+    "scrypt_parameters",
     "prehash_file",
     "sign",
     "sign_prehashed",
@@ -128,6 +143,14 @@ SIG_ALG_PREHASHED = b"ED"
 KDF_NONE = b"\x00\x00"
 KDF_SCRYPT = b"Sc"
 CHK_ALG = b"B2"
+KDF_OPSLIMIT_SENSITIVE = 33554432
+"""libsodium's ``crypto_pwhash_scryptsalsa208sha256_OPSLIMIT_SENSITIVE``: minisign's default."""
+KDF_MEMLIMIT_SENSITIVE = 1073741824
+"""libsodium's ``crypto_pwhash_scryptsalsa208sha256_MEMLIMIT_SENSITIVE`` (bytes): minisign's."""
+MAX_KDF_MEMORY = 2 * 1024**3
+"""The most memory (bytes) a key file may make scrypt use; more is refused as hostile."""
+MAX_KDF_WORK = 4 * 2**20 * 8
+"""The most scrypt work (N * r * p) a key file may ask for: 4 times minisign's default."""
 
 KEY_ID_BYTES = 8
 PUBLIC_KEY_BYTES = 32
@@ -138,6 +161,7 @@ KDF_SALT_BYTES = 32
 
 _PUBLIC_BLOB_BYTES = 2 + KEY_ID_BYTES + PUBLIC_KEY_BYTES  # 42
 _SECRET_BLOB_BYTES = 2 + 2 + 2 + KDF_SALT_BYTES + 8 + 8 + KEY_ID_BYTES + 64 + CHECKSUM_BYTES  # 158
+_ENCRYPTED_BYTES = KEY_ID_BYTES + 64 + CHECKSUM_BYTES  # 104: minisign's KeynumSK
 _SIGNATURE_BLOB_BYTES = 2 + KEY_ID_BYTES + SIGNATURE_BYTES  # 74
 
 _PREHASH_CHUNK = 1024 * 1024
@@ -248,6 +272,66 @@ def _secret_checksum(key_id: bytes, seed: bytes, public_bytes: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=CHECKSUM_BYTES).digest()
 
 
+def scrypt_parameters(opslimit: int, memlimit: int) -> tuple[int, int, int]:
+    """scrypt's ``(N, r, p)`` for a key file's opslimit and memlimit (bytes), exactly as
+    libsodium's ``crypto_pwhash_scryptsalsa208sha256`` picks them (``pickparams``), which is
+    what minisign calls. ``opslimit`` is raised to 32768 first; r = 8; the bound B is
+    ``opslimit / (4 r)`` when ``opslimit < memlimit / 32`` (then p = 1), else
+    ``memlimit / (128 r)`` (then p = ``min(opslimit / 4 / N, 2^30 - 1) / r``); N = 2^e for the
+    first e >= 1 with 2^e > B / 2 (integer divisions throughout)."""
+    opslimit = max(opslimit, 32768)
+    r = 8
+    if opslimit < memlimit // 32:
+        p = 1
+        max_n = opslimit // (r * 4)
+    else:
+        max_n = memlimit // (r * 128)
+    n_log2 = 1
+    while n_log2 < 63 and (1 << n_log2) <= max_n // 2:
+        n_log2 += 1
+    if not opslimit < memlimit // 32:
+        max_rp = min((opslimit // 4) // (1 << n_log2), 0x3FFFFFFF)
+        p = max_rp // r
+    return 1 << n_log2, r, p
+
+
+def _kdf_parameters(opslimit: int, memlimit: int, source: str) -> tuple[int, int, int]:
+    """:func:`scrypt_parameters`, refused (KeyFileError) when they would need more than
+    :data:`MAX_KDF_MEMORY` bytes or :data:`MAX_KDF_WORK` work (a hostile or broken key file)."""
+    n, r, p = scrypt_parameters(opslimit, memlimit)
+    if p < 1 or 128 * r * (n + p) > MAX_KDF_MEMORY or n * r * p > MAX_KDF_WORK:
+        raise KeyFileError(
+            f"{source} asks for scrypt parameters N={n}, r={r}, p={p} beyond what pybundle "
+            f"accepts ({MAX_KDF_MEMORY} bytes of memory, 4 times minisign's default work)"
+        )
+    return n, r, p
+
+
+def _key_stream(password: bytes, salt: bytes, opslimit: int, memlimit: int, source: str) -> bytes:
+    """The 104 bytes XORed over an encrypted key's key id, secret key and checksum.
+
+    Raises KeyFileError for refused parameters (:func:`_kdf_parameters`) or a failing scrypt.
+    """
+    n, r, p = _kdf_parameters(opslimit, memlimit, source)
+    try:
+        return Scrypt(salt=salt, length=_ENCRYPTED_BYTES, n=n, r=r, p=p).derive(password)
+    except (ValueError, MemoryError) as exc:
+        raise KeyFileError(f"{source}: scrypt failed: {exc}") from exc
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(data, stream))
+
+
+PasswordSource = Union[str, bytes, Callable[[], Union[str, bytes]], None]
+"""A key password: the text itself, a function asked only when the key is encrypted (e.g. a
+prompt), or None (no password: an encrypted key is then refused)."""
+
+
+def _password_bytes(password: str | bytes) -> bytes:
+    return password.encode("utf-8") if isinstance(password, str) else password
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -324,29 +408,51 @@ class SecretKey:
         """The matching public key (same key id, public half derived from the seed)."""
         return PublicKey(self.key_id, _public_from_seed(self.seed))
 
-    def to_file_text(self, comment: str | None = None) -> str:
-        """Content of an unencrypted minisign ``.key`` file (kdf alg ``\\0\\0``).
-
-        Salt and KDF limits are zero and the BLAKE2b-256 checksum is filled in; minisign
-        recognises the key as unencrypted and signs with it without asking a password.
-        Raises UsageError for a bad comment, as :meth:`PublicKey.to_file_text`.
+    def to_file_text(
+        self,
+        comment: str | None = None,
+        *,
+        password: str | bytes | None = None,
+        opslimit: int = KDF_OPSLIMIT_SENSITIVE,
+        memlimit: int = KDF_MEMLIMIT_SENSITIVE,
+    ) -> str:
+        """Content of a minisign ``.key`` file: encrypted with ``password`` (kdf alg ``Sc``,
+        a random 32-byte salt, ``opslimit``/``memlimit`` as minisign stores them, by default
+        minisign's own), or unencrypted when ``password`` is None (kdf alg ``\\0\\0``, salt and
+        limits zero). Either way the BLAKE2b-256 checksum is filled in, and minisign reads the
+        file (asking for the password when there is one).
+        Raises UsageError for a bad comment, as :meth:`PublicKey.to_file_text`, or an empty
+        password.
         """
         if comment is None:
-            comment = f"minisign unencrypted secret key {self.key_id_hex}"
+            kind = "unencrypted" if password is None else "encrypted"
+            comment = f"minisign {kind} secret key {self.key_id_hex}"
         _require_comment(comment, MAX_UNTRUSTED_COMMENT_BYTES, "secret key comment")
         public_bytes = _public_from_seed(self.seed)
-        blob = (
-            SIG_ALG
-            + KDF_NONE
-            + CHK_ALG
-            + bytes(KDF_SALT_BYTES)
-            + bytes(8)
-            + bytes(8)
-            + self.key_id
+        secret = (
+            self.key_id
             + self.seed
             + public_bytes
             + _secret_checksum(self.key_id, self.seed, public_bytes)
         )
+        if password is None:
+            header = KDF_NONE + CHK_ALG + bytes(KDF_SALT_BYTES) + bytes(8) + bytes(8)
+        else:
+            if not password:
+                raise UsageError("an empty password does not protect a secret key")
+            salt = secrets.token_bytes(KDF_SALT_BYTES)
+            stream = _key_stream(
+                _password_bytes(password), salt, opslimit, memlimit, "the new secret key"
+            )
+            secret = _xor(secret, stream)
+            header = (
+                KDF_SCRYPT
+                + CHK_ALG
+                + salt
+                + opslimit.to_bytes(8, "little")
+                + memlimit.to_bytes(8, "little")
+            )
+        blob = SIG_ALG + header + secret
         assert len(blob) == _SECRET_BLOB_BYTES
         return f"{UNTRUSTED_PREFIX}{comment}\n{_b64encode(blob)}\n"
 
@@ -403,14 +509,17 @@ def parse_public_key(text: str | bytes, source: str) -> PublicKey:
     return parse_public_key_base64(lines[1], source)
 
 
-def parse_secret_key(text: str | bytes, source: str) -> SecretKey:
-    """Parse the content of an unencrypted minisign ``.key`` file.
+def parse_secret_key(text: str | bytes, source: str, password: PasswordSource = None) -> SecretKey:
+    """Parse the content of a minisign ``.key`` file, encrypted or not.
 
     Two LF-separated lines as for public keys; the blob is 158 bytes (see module doc).
-    Checks: signature algorithm ``Ed``, checksum algorithm ``B2``, kdf ``\\0\\0`` (an
-    ``Sc`` key is password-protected and refused), the BLAKE2b-256 checksum (an all-zero
-    checksum, as written by ``minisign -G -W``, is accepted), and that the stored public
-    half matches the seed. Raises KeyFileError naming ``source`` on any failure.
+    Checks: signature algorithm ``Ed``, checksum algorithm ``B2``, kdf ``\\0\\0`` or ``Sc``
+    (then ``password`` decrypts it: the text, or a function called for it, e.g. a prompt; the
+    scrypt cost is bounded by :data:`MAX_KDF_MEMORY` and :data:`MAX_KDF_WORK`), the BLAKE2b-256
+    checksum (an all-zero checksum, as written by ``minisign -G -W``, is accepted for
+    unencrypted keys; for an encrypted key a mismatch means a wrong password), and that the
+    stored public half matches the seed. Raises KeyFileError naming ``source`` on any failure
+    (an encrypted key without a password included).
     """
     what = "a minisign secret key"
     text = _as_text(text, source, what, MAX_KEY_FILE_BYTES, KeyFileError)
@@ -428,21 +537,34 @@ def parse_secret_key(text: str | bytes, source: str) -> SecretKey:
         raise KeyFileError(
             f"{source} uses the signature algorithm {sig_alg!r}; only Ed25519 (Ed) is supported"
         )
-    if kdf_alg == KDF_SCRYPT:
-        raise KeyFileError(
-            f"{source} is encrypted; pybundle reads only unencrypted minisign secret keys "
-            "(minisign -G -W)"
-        )
-    if kdf_alg != KDF_NONE:
+    if kdf_alg not in (KDF_NONE, KDF_SCRYPT):
         raise KeyFileError(f"{source} uses the unknown key derivation function {kdf_alg!r}")
     if chk_alg != CHK_ALG:
         raise KeyFileError(f"{source} uses the unknown checksum algorithm {chk_alg!r}")
     offset = 6 + KDF_SALT_BYTES + 8 + 8
+    encrypted = kdf_alg == KDF_SCRYPT
+    if encrypted:
+        if password is None:
+            raise KeyFileError(
+                f"{source} is encrypted and no password was given for it (minisign -G -W "
+                "makes keys without a password)"
+            )
+        salt = blob[6 : 6 + KDF_SALT_BYTES]
+        opslimit = int.from_bytes(blob[6 + KDF_SALT_BYTES : 14 + KDF_SALT_BYTES], "little")
+        memlimit = int.from_bytes(blob[14 + KDF_SALT_BYTES : offset], "little")
+        _kdf_parameters(opslimit, memlimit, source)  # refuse a hostile cost before asking
+        given = password() if callable(password) else password
+        stream = _key_stream(_password_bytes(given), salt, opslimit, memlimit, source)
+        blob = blob[:offset] + _xor(blob[offset:], stream)
     key_id = blob[offset : offset + KEY_ID_BYTES]
     offset += KEY_ID_BYTES
     seed = blob[offset : offset + SEED_BYTES]
     stored_public = blob[offset + SEED_BYTES : offset + 64]
     checksum = blob[offset + 64 :]
+    if encrypted and checksum != _secret_checksum(key_id, seed, stored_public):
+        raise KeyFileError(
+            f"{source}: wrong password (the decrypted key's checksum does not match)"
+        )
     if checksum != bytes(CHECKSUM_BYTES) and checksum != _secret_checksum(
         key_id, seed, stored_public
     ):
@@ -476,13 +598,14 @@ def load_public_key(path: Path) -> PublicKey:
     return parse_public_key(_read_capped(path, "public key"), f"public key file {path}")
 
 
-def load_secret_key(path: Path) -> SecretKey:
-    """Read and parse an unencrypted minisign ``.key`` file (at most 4 KiB is read).
+def load_secret_key(path: Path, password: PasswordSource = None) -> SecretKey:
+    """Read and parse a minisign ``.key`` file (at most 4 KiB is read), decrypting it with
+    ``password`` when it is encrypted (see :func:`parse_secret_key`).
 
-    Raises KeyFileError if the file cannot be read, is too large, is encrypted, or does
-    not parse (see :func:`parse_secret_key`).
+    Raises KeyFileError if the file cannot be read, is too large, is encrypted and no or a
+    wrong password is given, or does not parse.
     """
-    return parse_secret_key(_read_capped(path, "secret key"), f"secret key file {path}")
+    return parse_secret_key(_read_capped(path, "secret key"), f"secret key file {path}", password)
 
 
 def _write_new_file(tmp: Path, content: bytes, mode: int) -> None:
@@ -525,10 +648,20 @@ def _install(tmp: Path, final: Path, force: bool) -> None:
     os.unlink(tmp)
 
 
-def write_keypair(secret_path: Path, public_path: Path, *, force: bool = False) -> SecretKey:
+def write_keypair(
+    secret_path: Path,
+    public_path: Path,
+    *,
+    force: bool = False,
+    password: str | bytes | None = None,
+    opslimit: int = KDF_OPSLIMIT_SENSITIVE,
+    memlimit: int = KDF_MEMLIMIT_SENSITIVE,
+) -> SecretKey:
     """Generate a key pair and write it as minisign files; return the secret key.
 
-    The secret key file is unencrypted (kdf ``\\0\\0``) with mode 0600, the public key file
+    The secret key file is encrypted with ``password`` (scrypt with ``opslimit``/``memlimit``,
+    minisign's defaults unless given) or, when it is None, unencrypted (kdf ``\\0\\0``); it
+    has mode 0600, the public key file
     has mode 0644; parent directories are created. Each file is first written to a
     temporary file in its own directory and then renamed, so no partial file ever has the
     final name, and an overwritten secret key file gets mode 0600 too.
@@ -544,7 +677,11 @@ def write_keypair(secret_path: Path, public_path: Path, *, force: bool = False) 
                 )
     key = generate_secret_key()
     plan = [
-        (secret_path, key.to_file_text().encode("utf-8"), 0o600),
+        (
+            secret_path,
+            key.to_file_text(password=password, opslimit=opslimit, memlimit=memlimit).encode(),
+            0o600,
+        ),
         (public_path, key.public_key.to_file_text().encode("utf-8"), 0o644),
     ]
     temps: list[Path] = []

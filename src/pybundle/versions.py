@@ -1,25 +1,31 @@
 """Python version numbers and the version requests users type.
 
-Versions follow CPython's release numbering (PEP 440 subset used by CPython and by uv's
-``download-metadata.json`` fields ``major``, ``minor``, ``patch``, ``prerelease``):
-``MAJOR.MINOR.PATCH`` optionally followed by ``aN``, ``bN`` or ``rcN``.
+Versions are PEP 440 versions as :mod:`packaging.version` implements them, restricted to
+CPython's release numbering (the fields ``major``, ``minor``, ``patch``, ``prerelease`` of uv's
+``download-metadata.json``): ``MAJOR.MINOR.PATCH`` optionally followed by ``aN``, ``bN`` or
+``rcN``. Ordering and specifier matching are :mod:`packaging`'s; this module adds only uv's
+request syntax on top (``uv help python``): implementation prefixes (``pypy@3.10``,
+``cp312``), variant suffixes (``3.13t``, ``3.12+debug``), inclusive minor ranges
+(``3.10-3.13``) and the per-minor reading of ranges.
 
-Shared by the bundler and the installer: imports only the standard library and
+Shared by the bundler and the installer: imports only the standard library, ``packaging`` and
 :mod:`pybundle.errors`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from pybundle.errors import UsageError
 
 __all__ = [
     "IMPLEMENTATION_NAMES",
     "PRERELEASE_POLICIES",
-    "Clause",
     "PythonRequest",
     "PythonVersion",
     "VersionRequest",
@@ -28,26 +34,26 @@ __all__ = [
     "parse_version_list",
 ]
 
-_PRERELEASE_RE = re.compile(r"(a|b|rc)(\d+)")
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)((?:a|b|rc)\d+)?")
-_REQUEST_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)((?:a|b|rc)\d+)?)?")
-_PHASE_RANK = {"a": 0, "b": 1, "rc": 2}
-_FINAL_RANK = 3
-
 _VERSION_FORMS = "expected MAJOR.MINOR.PATCH, optionally followed by aN, bN or rcN (e.g. 3.15.0rc1)"
 _REQUEST_FORMS = (
     "expected MAJOR.MINOR (e.g. 3.12), MAJOR.MINOR.PATCH (3.12.1) or a prerelease (3.15.0rc1)"
 )
 
 
-def _prerelease_key(prerelease: str) -> tuple[int, int]:
-    """Rank of a prerelease tag: ``a`` < ``b`` < ``rc`` < final (``""``)."""
-    if not prerelease:
-        return (_FINAL_RANK, 0)
-    m = _PRERELEASE_RE.fullmatch(prerelease)
-    if m is None:  # unreachable for validated instances
-        raise UsageError(f"invalid prerelease tag {prerelease!r}: expected aN, bN or rcN")
-    return (_PHASE_RANK[m.group(1)], int(m.group(2)))
+def _cpython_version(text: str, lengths: tuple[int, ...]) -> Optional[Version]:
+    """``text`` as a :class:`Version` when it is written exactly in canonical PEP 440 form with
+    ``len(release)`` in ``lengths`` and at most an ``a``/``b``/``rc`` prerelease (no epoch,
+    post, dev or local part), else None. Canonical form is what rejects ``v3.12.1``,
+    ``3.12.1c1`` or ``3.12.1-rc1``, which PEP 440 would normalise."""
+    try:
+        v = Version(text)
+    except InvalidVersion:
+        return None
+    if str(v) != text or len(v.release) not in lengths:
+        return None
+    if v.epoch or v.post is not None or v.dev is not None or v.local is not None:
+        return None
+    return v
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,8 @@ class PythonVersion:
 
     Fields: ``major``, ``minor``, ``patch`` (non-negative ints) and ``prerelease``: ``""`` for a
     final release, else ``aN``, ``bN`` or ``rcN`` (CPython numbering; uv's catalog ``prerelease``).
-
-    Totally ordered the way CPython releases follow each other:
-    3.13.0a1 < 3.13.0b2 < 3.13.0rc1 < 3.13.0 < 3.13.1.
+    :attr:`pep440` is the same version as a :class:`packaging.version.Version`, which orders
+    them: 3.13.0a1 < 3.13.0b2 < 3.13.0rc1 < 3.13.0 < 3.13.1.
 
     Raises:
         UsageError: on construction with a negative number or a malformed prerelease tag.
@@ -68,15 +73,18 @@ class PythonVersion:
     minor: int
     patch: int
     prerelease: str = ""
+    pep440: Version = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if min(self.major, self.minor, self.patch) < 0:
             raise UsageError(f"invalid Python version {self!s}: negative component")
-        if self.prerelease and _PRERELEASE_RE.fullmatch(self.prerelease) is None:
+        v = _cpython_version(str(self), (3,))
+        if v is None:
             raise UsageError(
                 f"invalid prerelease tag {self.prerelease!r} in Python version "
                 f"{self.major}.{self.minor}.{self.patch}: expected aN, bN or rcN"
             )
+        object.__setattr__(self, "pep440", v)
 
     @classmethod
     def parse(cls, text: str) -> PythonVersion:
@@ -85,38 +93,41 @@ class PythonVersion:
         Raises:
             UsageError: the text is not such a version; the message quotes it.
         """
-        m = _VERSION_RE.fullmatch(text.strip().lower())
-        if m is None:
+        v = _cpython_version(text.strip().lower(), (3,))
+        if v is None:
             raise UsageError(f"invalid Python version {text!r}: {_VERSION_FORMS}")
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4) or "")
+        return cls.of(v)
+
+    @classmethod
+    def of(cls, v: Version) -> PythonVersion:
+        """The :class:`PythonVersion` of a three-part :class:`Version` (prerelease kept)."""
+        pre = f"{v.pre[0]}{v.pre[1]}" if v.pre else ""
+        return cls(v.release[0], v.release[1], v.release[2], pre)
 
     @property
     def is_prerelease(self) -> bool:
         """True for alpha, beta and release-candidate versions."""
         return bool(self.prerelease)
 
-    def _key(self) -> tuple[int, int, int, tuple[int, int]]:
-        return (self.major, self.minor, self.patch, _prerelease_key(self.prerelease))
-
     def __lt__(self, other: Any) -> bool:
         if not isinstance(other, PythonVersion):
             return NotImplemented
-        return self._key() < other._key()
+        return self.pep440 < other.pep440
 
     def __le__(self, other: Any) -> bool:
         if not isinstance(other, PythonVersion):
             return NotImplemented
-        return self._key() <= other._key()
+        return self.pep440 <= other.pep440
 
     def __gt__(self, other: Any) -> bool:
         if not isinstance(other, PythonVersion):
             return NotImplemented
-        return self._key() > other._key()
+        return self.pep440 > other.pep440
 
     def __ge__(self, other: Any) -> bool:
         if not isinstance(other, PythonVersion):
             return NotImplemented
-        return self._key() >= other._key()
+        return self.pep440 >= other.pep440
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}{self.prerelease}"
@@ -124,8 +135,9 @@ class PythonVersion:
 
 @dataclass(frozen=True)
 class VersionRequest:
-    """What a user asks for: a minor series (``3.12``), an exact release (``3.12.1``) or an exact
-    prerelease (``3.15.0rc1``).
+    """A plain request: a minor series (``3.12``), an exact release (``3.12.1``) or an exact
+    prerelease (``3.15.0rc1``); the subset of :class:`PythonRequest` without implementation,
+    variant or range.
 
     Fields: ``major``, ``minor``; ``patch`` None for a whole series; ``prerelease`` None unless a
     prerelease is named (then ``patch`` is set too).
@@ -143,11 +155,13 @@ class VersionRequest:
         Raises:
             UsageError: anything else (``"3"``, ``"3.12.x"``, ``">=3.11"``, ``""``); names the text.
         """
-        m = _REQUEST_RE.fullmatch(text.strip().lower())
-        if m is None:
+        v = _cpython_version(text.strip().lower(), (2, 3))
+        if v is None or (len(v.release) == 2 and v.pre):
             raise UsageError(f"invalid Python version request {text!r}: {_REQUEST_FORMS}")
-        patch = int(m.group(3)) if m.group(3) is not None else None
-        return cls(int(m.group(1)), int(m.group(2)), patch, m.group(4))
+        if len(v.release) == 2:
+            return cls(v.release[0], v.release[1])
+        exact = PythonVersion.of(v)
+        return cls(exact.major, exact.minor, exact.patch, exact.prerelease or None)
 
     def matches(self, v: PythonVersion) -> bool:
         """True if ``v`` satisfies this request.
@@ -155,16 +169,23 @@ class VersionRequest:
         ``3.12`` matches every final 3.12.x but no prerelease; ``3.12.1`` matches exactly 3.12.1
         (final); ``3.15.0rc1`` matches exactly that prerelease.
         """
-        if (v.major, v.minor) != (self.major, self.minor):
-            return False
         if self.patch is None:
-            return not v.is_prerelease
-        return v.patch == self.patch and v.prerelease == (self.prerelease or "")
+            return (v.major, v.minor) == (self.major, self.minor) and not v.is_prerelease
+        return v == PythonVersion(self.major, self.minor, self.patch, self.prerelease or "")
 
     def __str__(self) -> str:
         if self.patch is None:
             return f"{self.major}.{self.minor}"
         return f"{self.major}.{self.minor}.{self.patch}{self.prerelease or ''}"
+
+
+def _split_list(text: str, forms: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise UsageError(f"empty Python version list {text!r}: {forms}")
+    if not all(items):
+        raise UsageError(f"empty item in Python version list {text!r}")
+    return items
 
 
 def parse_version_list(text: str) -> list[VersionRequest]:
@@ -176,20 +197,15 @@ def parse_version_list(text: str) -> list[VersionRequest]:
         UsageError: the list is empty or has an empty item (``"3.11,,3.12"``), or an item is not
             a valid request; the message quotes the list or the item.
     """
-    items = [item.strip() for item in text.split(",")]
-    if not any(items):
-        raise UsageError(f"empty Python version list {text!r}: {_REQUEST_FORMS}")
-    if not all(items):
-        raise UsageError(f"empty item in Python version list {text!r}")
     result: list[VersionRequest] = []
-    for item in items:
+    for item in _split_list(text, _REQUEST_FORMS):
         req = VersionRequest.parse(item)
         if req not in result:
             result.append(req)
     return result
 
 
-# ---- the richer requests of ``pybundle bundle`` -----------------------------------------------
+# ---- uv's request syntax ----------------------------------------------------------------------
 
 #: Implementations a request may name, as uv's catalog names them (entry ``name``).
 IMPLEMENTATION_NAMES: tuple[str, ...] = ("cpython", "pypy", "graalpy")
@@ -210,11 +226,8 @@ _IMPL_ALIASES = {
 _IMPL_RE = re.compile(r"(cpython|pypy|graalpy|python)(?:[-@]|(?=\d))")
 _SHORT_IMPL_RE = re.compile(r"(cp|pp|gp)(\d)(\d+)")
 _OPERATORS = ("~=", "==", "!=", ">=", "<=", ">", "<")
-_CLAUSE_RE = re.compile(r"(~=|==|!=|>=|<=|>|<)\s*(\d+(?:\.\d+){0,2}(?:(?:a|b|rc)\d+)?)(\.\*)?")
-_PLAIN_RE = re.compile(
-    r"(\d+)\.(\d+)(?:\.(\d+)((?:a|b|rc)\d+)?)?(t|d|td)?((?:\+(?:freethreaded|debug))*)"
-)
-_RANGE_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?)\s*-\s*(\d+\.\d+(?:\.\d+)?)")
+_PLAIN_RE = re.compile(r"([0-9a-z.]+?)(t|d|td)?((?:\+(?:freethreaded|debug))*)")
+_RANGE_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?)-(\d+\.\d+(?:\.\d+)?)")
 _VARIANT_FROM_SUFFIX = {"t": "freethreaded", "d": "debug", "td": "freethreaded+debug"}
 
 _PYTHON_REQUEST_FORMS = (
@@ -225,84 +238,48 @@ _PYTHON_REQUEST_FORMS = (
 
 
 @dataclass(frozen=True)
-class Clause:
-    """One version comparison of a request, PEP 440 style: ``op`` is one of ``==``, ``!=``,
-    ``>=``, ``<=``, ``>``, ``<``; ``version`` is padded with zeros (``3.12`` -> 3.12.0);
-    ``wildcard`` is True for ``==3.12.*`` / ``!=3.12.*`` (compare only the given ``length``
-    leading numbers)."""
-
-    op: str
-    version: PythonVersion
-    length: int = 3
-    wildcard: bool = False
-
-    def matches(self, v: PythonVersion) -> bool:
-        """True if ``v`` satisfies this clause (prerelease policy is applied elsewhere, except
-        PEP 440's rule that ``<3.14`` does not admit 3.14.0 prereleases)."""
-        if self.wildcard:
-            mine = (self.version.major, self.version.minor, self.version.patch)[: self.length]
-            theirs = (v.major, v.minor, v.patch)[: self.length]
-            return (mine == theirs) == (self.op == "==")
-        if self.op == "==":
-            return v == self.version
-        if self.op == "!=":
-            return v != self.version
-        if self.op == ">=":
-            return v >= self.version
-        if self.op == "<=":
-            return v <= self.version
-        if self.op == ">":
-            return v > self.version
-        # "<": PEP 440 excludes prereleases of the bound itself (<3.14 rejects 3.14.0a1)
-        release = (self.version.major, self.version.minor, self.version.patch)
-        if (
-            not self.version.is_prerelease
-            and v.is_prerelease
-            and release
-            == (
-                v.major,
-                v.minor,
-                v.patch,
-            )
-        ):
-            return False
-        return v < self.version
-
-    def __str__(self) -> str:
-        parts = (self.version.major, self.version.minor, self.version.patch)[: self.length]
-        text = ".".join(str(n) for n in parts)
-        if self.length == 3:
-            text += self.version.prerelease
-        return f"{self.op}{text}{'.*' if self.wildcard else ''}"
-
-
-@dataclass(frozen=True)
 class PythonRequest:
-    """A request of ``pybundle bundle --versions``: which implementation, which versions, which
-    build variant.
+    """A request of ``--versions``: which implementation, which versions, which build variant.
 
     Fields:
         text: the request as typed (normalised to lower case, no spaces), for messages.
         implementation: ``"cpython"``, ``"pypy"``, ``"graalpy"``, or None (the default, cpython).
         variant: ``"freethreaded"``, ``"debug"``, ``"freethreaded+debug"`` when the request says
             so (``3.13t``, ``3.13+debug``), else None (the ``--variant`` option decides).
-        clauses: all must hold (see :class:`Clause`).
+        specifier: the versions, a :class:`packaging.specifiers.SpecifierSet` (``3.12`` is
+            ``==3.12.*``, ``3.12.1`` is ``==3.12.1``, ``3.10-3.13`` is ``>=3.10,<3.14``).
         per_minor: True for ranges (``>=3.10,<3.13``, ``3.10-3.13``): the resolver then picks
             the newest matching release of *each* minor; False: one pick, the newest.
         explicit_prerelease: a clause names a prerelease (``3.15.0rc1``), so prereleases match
             whatever the ``--prerelease`` policy.
+        exact_minor: ``(major, minor)`` for a plain request (``3.12``, ``3.12.1``), None for
+            ranges; ``pinned``: the version of an exact request (``3.12.1``), else None.
     """
 
     text: str
     implementation: Optional[str]
     variant: Optional[str]
-    clauses: tuple[Clause, ...]
+    specifier: SpecifierSet
     per_minor: bool = False
     explicit_prerelease: bool = False
+    exact_minor: Optional[tuple[int, int]] = None
+    pinned: Optional[PythonVersion] = None
 
     def matches(self, v: PythonVersion) -> bool:
-        """True if ``v`` satisfies every clause (prereleases included: see the resolver)."""
-        return all(c.matches(v) for c in self.clauses)
+        """True if ``v`` satisfies the specifier, prereleases included (the resolver applies
+        the prerelease policy; PEP 440's rule that ``<3.14`` excludes 3.14.0a1 holds)."""
+        return self.specifier.contains(v.pep440, prereleases=True)
+
+    def selects(self, implementation: str, variant: str, v: PythonVersion) -> bool:
+        """True if a build of ``implementation`` (``"cpython"``...), ``variant`` and version
+        ``v`` is what this request names: same implementation (cpython when the request names
+        none), the request's variant when it names one (any variant otherwise), and a matching
+        version (prereleases included). Used to pick interpreters out of a bundle."""
+        if (self.implementation or "cpython") != implementation:
+            return False
+        if self.variant is not None and self.variant != variant:
+            return False
+        return self.matches(v)
 
     def __str__(self) -> str:
         return self.text
@@ -313,49 +290,40 @@ class PythonRequest:
         return parse_python_request(str(request))
 
 
-def _padded(text: str, source: str) -> tuple[PythonVersion, int]:
-    """``"3.12"`` -> (3.12.0, 2); ``"3.12.1rc1"`` -> (3.12.1rc1, 3)."""
-    m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.(\d+)((?:a|b|rc)\d+)?)?", text)
-    if m is None or m.group(2) is None:
-        raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
-    length = 3 if m.group(3) is not None else 2
-    version = PythonVersion(
-        int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), m.group(4) or ""
-    )
-    return version, length
+def _bad(source: str, why: str = _PYTHON_REQUEST_FORMS) -> UsageError:
+    return UsageError(f"invalid Python version request {source!r}: {why}")
 
 
-def _clauses_of_specifiers(spec: str, source: str) -> tuple[Clause, ...]:
-    clauses: list[Clause] = []
+def _specifier_set(spec: str, source: str) -> SpecifierSet:
+    """A PEP 440 specifier set whose versions are CPython-style: ``MAJOR.MINOR`` or
+    ``MAJOR.MINOR.PATCH`` with an optional ``aN``/``bN``/``rcN`` (``.*`` after ``==``/``!=``
+    and a release number)."""
+    specifiers = []
     for raw in spec.split(","):
-        m = _CLAUSE_RE.fullmatch(raw.strip())
-        if m is None:
-            raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
-        op, number, star = m.group(1), m.group(2), bool(m.group(3))
-        version, length = _padded(number, source)
-        if star:
-            if op not in ("==", "!=") or version.is_prerelease:
-                raise UsageError(
-                    f"invalid Python version request {source!r}: .* only follows == or != "
-                    "and a release number"
-                )
-            clauses.append(Clause(op, version, length, wildcard=True))
-        elif op == "~=":
-            clauses.append(Clause(">=", version))
-            clauses.append(Clause("==", version, length - 1, wildcard=True))
-        else:
-            clauses.append(Clause(op, version))
-    return tuple(clauses)
+        try:
+            one = Specifier(raw)
+        except InvalidSpecifier:
+            raise _bad(source) from None
+        number = one.version
+        if number.endswith(".*"):
+            number = number[:-2]
+            if _cpython_version(number, (2, 3)) is None or Version(number).pre:
+                raise _bad(source, ".* only follows == or != and a release number")
+        elif _cpython_version(number, (2, 3)) is None or one.operator == "===":
+            raise _bad(source)
+        specifiers.append(one)
+    return SpecifierSet(specifiers)
 
 
 def parse_python_request(text: str) -> PythonRequest:
-    """Parse one request of ``pybundle bundle --versions`` (case and spaces ignored).
+    """Parse one request of ``--versions`` (case and spaces ignored).
 
     Forms (uv's request syntax, ``uv help python``, plus inclusive minor ranges):
 
     * ``3.12`` (newest final patch of 3.12), ``3.12.1`` (exactly), ``3.15.0rc1`` (a prerelease);
     * PEP 440 specifier sets ``>=3.10,<3.13``, ``==3.12.*``, ``~=3.12.1``, ``!=3.11.*``;
-    * ``3.10-3.13``: every minor from 3.10 to 3.13 inclusive (``>=3.10,<3.14``);
+    * ``3.10-3.13``: every minor from 3.10 to 3.13 inclusive (``>=3.10,<3.14``), and
+      ``3.10.4-3.12.1`` (``>=3.10.4,<=3.12.1``);
     * an implementation first: ``cpython-3.12``, ``pypy@3.10``, ``pypy3.10``, ``python3.12``,
       ``graalpy-3.12``, ``cp312``, ``pp310``;
     * a variant after a plain version: ``3.13t`` / ``3.13+freethreaded``, ``3.12d`` /
@@ -367,53 +335,62 @@ def parse_python_request(text: str) -> PythonRequest:
         UsageError: anything else; the one-line message quotes the text and lists the forms.
     """
     source = text
-    rest = "".join(text.split()).lower()
-    if not rest:
-        raise UsageError(f"empty Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
-    implementation: Optional[str] = None
-    short = _SHORT_IMPL_RE.fullmatch(rest)
-    if short:
-        implementation = _IMPL_ALIASES[short.group(1)]
-        rest = f"{short.group(2)}.{short.group(3)}"
-    else:
-        m = _IMPL_RE.match(rest)
-        if m:
-            implementation = _IMPL_ALIASES[m.group(1)]
-            rest = rest[m.end() :]
     normal = "".join(text.split()).lower()
+    if not normal:
+        raise UsageError(f"empty Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
+    implementation, rest = _split_implementation(normal)
     if rest.startswith(_OPERATORS):
-        clauses = _clauses_of_specifiers(rest, source)
-        explicit = any(c.version.is_prerelease for c in clauses)
-        return PythonRequest(normal, implementation, None, clauses, True, explicit)
+        spec = _specifier_set(rest, source)
+        explicit = any(
+            Version(s.version.removesuffix(".*")).is_prerelease for s in spec if s.version
+        )
+        return PythonRequest(normal, implementation, None, spec, True, explicit)
     ranged = _RANGE_RE.fullmatch(rest)
     if ranged:
-        low, _ = _padded(ranged.group(1), source)
-        high, high_len = _padded(ranged.group(2), source)
+        low = _cpython_version(ranged.group(1), (2, 3))
+        high = _cpython_version(ranged.group(2), (2, 3))
+        if low is None or high is None:
+            raise _bad(source)
         if high < low:
             raise UsageError(f"invalid Python version range {source!r}: the end is below the start")
-        upper = (
-            Clause("<", PythonVersion(high.major, high.minor + 1, 0))
-            if high_len == 2
-            else Clause("<=", high)
-        )
-        return PythonRequest(normal, implementation, None, (Clause(">=", low), upper), True)
+        upper = f"<{high.major}.{high.minor + 1}" if len(high.release) == 2 else f"<={high}"
+        return PythonRequest(normal, implementation, None, SpecifierSet(f">={low},{upper}"), True)
     m = _PLAIN_RE.fullmatch(rest)
-    if m is None:
-        raise UsageError(f"invalid Python version request {source!r}: {_PYTHON_REQUEST_FORMS}")
-    variant = _VARIANT_FROM_SUFFIX.get(m.group(5) or "")
-    plus = [p for p in (m.group(6) or "").split("+") if p]
+    version = _cpython_version(m.group(1), (2, 3)) if m else None
+    if m is None or version is None or (len(version.release) == 2 and version.pre):
+        raise _bad(source)
+    variant = _VARIANT_FROM_SUFFIX.get(m.group(2) or "")
+    plus = [p for p in (m.group(3) or "").split("+") if p]
     if plus:
         if variant is not None or len(set(plus)) != len(plus):
-            raise UsageError(f"invalid Python version request {source!r}: variant given twice")
+            raise _bad(source, "variant given twice")
         variant = "+".join(sorted(plus, key=lambda p: p != "freethreaded"))
-    major, minor = int(m.group(1)), int(m.group(2))
-    if m.group(3) is None:
-        clause = Clause("==", PythonVersion(major, minor, 0), 2, wildcard=True)
-        return PythonRequest(normal, implementation, variant, (clause,))
-    version = PythonVersion(major, minor, int(m.group(3)), m.group(4) or "")
+    minor = (version.major, version.minor)
+    if len(version.release) == 2:
+        spec = SpecifierSet(f"=={version}.*")
+        return PythonRequest(normal, implementation, variant, spec, exact_minor=minor)
+    exact = PythonVersion.of(version)
     return PythonRequest(
-        normal, implementation, variant, (Clause("==", version),), False, version.is_prerelease
+        normal,
+        implementation,
+        variant,
+        SpecifierSet(f"=={version}"),
+        explicit_prerelease=exact.is_prerelease,
+        exact_minor=minor,
+        pinned=exact,
     )
+
+
+def _split_implementation(normal: str) -> tuple[Optional[str], str]:
+    """``("pypy", "3.10")`` for ``pypy@3.10``; ``("cpython", "3.12")`` for ``cp312``;
+    ``(None, text)`` when no implementation is named."""
+    short = _SHORT_IMPL_RE.fullmatch(normal)
+    if short:
+        return _IMPL_ALIASES[short.group(1)], f"{short.group(2)}.{short.group(3)}"
+    m = _IMPL_RE.match(normal)
+    if m:
+        return _IMPL_ALIASES[m.group(1)], normal[m.end() :]
+    return None, normal
 
 
 def parse_request_list(text: str) -> list[PythonRequest]:
@@ -426,18 +403,10 @@ def parse_request_list(text: str) -> list[PythonRequest]:
     Raises:
         UsageError: an empty list or item, or an invalid request (quoted).
     """
-    items = [item.strip() for item in text.split(",")]
-    if not any(items):
-        raise UsageError(f"empty Python version list {text!r}: {_PYTHON_REQUEST_FORMS}")
-    if not all(items):
-        raise UsageError(f"empty item in Python version list {text!r}")
     grouped: list[str] = []
-    for item in items:
-        starts_spec = item.lstrip().startswith(_OPERATORS)
-        if starts_spec and grouped:
-            prev = grouped[-1].lower()
-            m = _IMPL_RE.match(prev)
-            prev_rest = prev[m.end() :] if m else prev
+    for item in _split_list(text, _PYTHON_REQUEST_FORMS):
+        if item.startswith(_OPERATORS) and grouped:
+            _, prev_rest = _split_implementation(grouped[-1].lower())
             if prev_rest.startswith(_OPERATORS):
                 grouped[-1] = f"{grouped[-1]},{item}"
                 continue

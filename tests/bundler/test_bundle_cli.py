@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -143,3 +144,25 @@ def test_bundle_from_the_mirror_summary_cache_hits_and_cache_commands(
     cleaned = run_cli("cache", "clean", "--cache-dir", str(cache), check=True)
     assert cleaned.stdout.startswith(f"removed {n} files, ")
     assert (cache / "CACHEDIR.TAG").exists() and not list((cache / "archives").iterdir())
+
+
+def test_download_bars_count_files_and_bytes_like_the_summary(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    """With --jobs 1 the archives start one after another: the label still counts against the
+    run's file total from the start, and the bytes are decimal units, as the summary prints."""
+    from tqdm import tqdm
+
+    minors = ",".join(f"{a.info.version.major}.{a.info.version.minor}" for a in mirror.archives)
+    n = len(mirror.archives)
+    args = ["bundle", "--versions", minors, "--platform", "linux-x86_64", "--jobs", "1"]
+    args += ["--catalog", mirror.catalog_url, "--mirror", mirror.mirror_url]
+    args += ["--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "a.pybundle")]
+    code, drawn = _run_on_a_terminal(args)
+    assert code == 0, drawn
+    labels = set(re.findall(r"(\d+)/(\d+) files", drawn))
+    assert labels and {total for _done, total in labels} == {str(n)}, labels
+    assert (str(n), str(n)) in labels
+    total = sum(a.artifact.size for a in mirror.archives)
+    decimal = tqdm.format_sizeof(total, divisor=1000)
+    assert f"{decimal}/{decimal}" in drawn or f"{decimal}B/{decimal}B" in drawn, drawn[-2000:]

@@ -24,6 +24,7 @@ from pybundle.bundler.catalog import (
     parse_sha256sums,
 )
 from pybundle.bundler.resolve import resolve
+from pybundle.bundler.selection import Selection
 from pybundle.errors import CatalogError, DownloadError, ResolutionError
 from pybundle.manifest import Manifest
 from pybundle.targets import Target, parse_platform
@@ -128,7 +129,9 @@ def test_pbs_release_resolves_like_uvs_catalog(
     assert full.file_name.endswith("-x86_64-unknown-linux-gnu-pgo+lto-full.tar.zst")
     assert full.sha256 == _fake_sha(full.file_name)
     # downloads go to the mirror, the manifest keeps the upstream URL
-    plan = make_plan(entries, parse_request_list("3.12"), linux, mirror=release)
+    plan = make_plan(
+        entries, Selection(tuple(parse_request_list("3.12")), tuple(linux), mirror=release)
+    )
     (planned,) = plan.artifacts
     assert planned.url.startswith(f"{release}/{RELEASE}/cpython-3.12.14%2B")
     assert planned.entry.url.startswith(PBS_RELEASE_PREFIX)
@@ -174,12 +177,14 @@ def test_local_directory_catalog(tmp_path: Path, real_archives: list[RealArchive
     out = tmp_path / "b.pybundle"
     report = build_bundle(
         out,
-        versions=parse_request_list(f"{v.major}.{v.minor},3.10"),
-        targets=linux,
-        catalog=str(mirror),
+        Selection.parse(
+            [f"{v.major}.{v.minor},3.10"],
+            ["linux-x86_64"],
+            catalog=str(mirror),
+            allow_unhashed=True,
+        ),
         cache_dir=tmp_path / "cache",
         secret_key=None,
-        allow_unhashed=True,
     )
     sources = {a.file_name: (a.sha256_source, a.sha256) for a in report.manifest.artifacts}
     tiny_sha = hashlib.sha256((mirror / unhashed_name).read_bytes()).hexdigest()
@@ -203,10 +208,11 @@ def test_empty_or_unreadable_directory(tmp_path: Path) -> None:
 
 def test_catalog_fetches_are_retried_like_downloads(server: LoopServer) -> None:
     from pybundle.bundler.build import load_entries
+    from pybundle.bundler.selection import Selection
 
     name = f"cpython-3.12.1+{TEST_BUILD}-x86_64-unknown-linux-gnu-install_only.tar.gz"
     body = f"{'a' * 64}  {name}\n".encode()
     server.add(f"/{TEST_BUILD}/SHA256SUMS", body=body, mode="flaky", status=503, retry_after="0")
-    (entry,) = load_entries(pbs_release=TEST_BUILD, mirror=server.url)
+    (entry,) = load_entries(Selection(pbs_release=TEST_BUILD, mirror=server.url))
     assert entry.file_name == name and entry.sha256 == "a" * 64
     assert [h.status for h in server.finished()] == [503, 200]

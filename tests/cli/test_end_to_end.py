@@ -95,15 +95,20 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.fail("this test needs root and unshare(1) to hide the original prefix")
     keys = tmp_path / "keys"
+    # keygen encrypts the secret key (minisign's scrypt); bundle reads the password from the
+    # environment as automation would
+    password = {"PYBUNDLE_KEY_PASSWORD": "ops password"}
     run_cli(
         "keygen",
         "--secret-key",
         str(keys / "ops.key"),
         "--public-key",
         str(keys / "ops.pub"),
+        env=password,
         check=True,
     )
     assert (keys / "ops.key").stat().st_mode & 0o777 == 0o600
+    assert (keys / "ops.key").read_text().startswith("untrusted comment: minisign encrypted")
     minors = ",".join(f"{a.info.version.major}.{a.info.version.minor}" for a in mirror.archives)
     bundle = tmp_path / "py.pybundle"
     proc = run_cli(
@@ -124,6 +129,7 @@ def test_bundle_verify_inspect_install_relocated(mirror: Mirror, tmp_path: Path)
         "30d",
         "-o",
         str(bundle),
+        env=password,
         check=True,
     )
     assert f"{len(mirror.archives)} downloads, 0 from cache" in proc.stdout

@@ -36,11 +36,11 @@ from pybundle.bundler.download import (
 from pybundle.bundler.pack import write_bundle
 from pybundle.bundler.prefix import pack_prefix, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
+from pybundle.bundler.selection import Selection
 from pybundle.errors import AlreadyExistsError, ResolutionError, StorageError, UsageError
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import SecretKey
-from pybundle.targets import PlatformGroup, Target
-from pybundle.versions import PythonRequest, VersionRequest
+from pybundle.targets import Target
 
 PBS_BUILD_PREFIX = "/install"
 """python-build-standalone configures CPython with this placeholder prefix (PBS docs)."""
@@ -126,36 +126,24 @@ class BundleReport:
     plan: Optional[Plan] = None
 
 
-def make_plan(
-    entries: Sequence[CatalogEntry],
-    versions: Sequence[VersionRequest | PythonRequest],
-    targets: Sequence[Target | PlatformGroup],
-    *,
-    mirror: str | None = None,
-    implementation: str = "cpython",
-    variant: str = "default",
-    flavour: Optional[str] = None,
-    build: Optional[str] = None,
-    prerelease: str = "disallow",
-    allow_unhashed: bool = False,
-) -> Plan:
-    """Resolve each (request, platform) pair (:func:`pybundle.bundler.resolve.resolve_picks`,
-    whose keyword arguments these are) and apply the mirror (:func:`apply_mirror`).
+def make_plan(entries: Sequence[CatalogEntry], selection: Selection) -> Plan:
+    """Resolve each (request, platform) pair of ``selection``
+    (:func:`pybundle.bundler.resolve.resolve_picks`) and apply its mirror (:func:`apply_mirror`).
 
     Raises ResolutionError (also for an archive format the bundle cannot hold: only tar.gz and
     tar.zst can, so PyPy's Windows zips are refused) and UsageError.
     """
     picks, skipped = resolve_picks(
         entries,
-        versions,
-        targets,
-        implementation=implementation,
-        variant=variant,
-        flavour=flavour,
-        build=build,
-        prerelease=prerelease,
-        allow_unhashed=allow_unhashed,
+        selection.requests,
+        selection.platforms,
+        variant=selection.variant,
+        flavour=selection.flavour,
+        build=selection.build,
+        prerelease=selection.prerelease,
+        allow_unhashed=selection.allow_unhashed,
     )
+    mirror = selection.mirror
     planned = []
     for pick in picks:
         entry = pick.entry
@@ -221,38 +209,37 @@ def _format_of(path: Path) -> str:
     return "tar.zst" if path.name.endswith(".tar.zst") else "tar.gz"
 
 
-def load_entries(
-    catalog: Optional[str] = None,
-    *,
-    pbs_release: Optional[str] = None,
-    mirror: Optional[str] = None,
-) -> list[CatalogEntry]:
-    """The catalog for a run: PBS release ``pbs_release`` read through its ``SHA256SUMS``
-    (:func:`load_pbs_release`, mirror honoured), else ``catalog`` (uv downloads-JSON path/URL,
+def load_entries(selection: Selection) -> list[CatalogEntry]:
+    """The catalog of ``selection``: its PBS release read through the release's ``SHA256SUMS``
+    (:func:`load_pbs_release`, mirror honoured), else its catalog (uv downloads-JSON path/URL,
     or a directory of PBS archives: :func:`load_catalog`), else the default
     (:func:`pybundle.bundler.catalog.default_catalog_source`). HTTP goes through
     :func:`make_session` (retries, proxies, ``GITHUB_TOKEN`` for GitHub hosts only).
 
-    Raises UsageError when both ``catalog`` and ``pbs_release`` are given, and the errors of
-    the loaders (CatalogError, DownloadError).
+    Raises the errors of the loaders (CatalogError, DownloadError).
     """
-    if pbs_release and catalog:
-        raise UsageError("give either --catalog or --pbs-release, not both")
     # the downloads' session: retries with Retry-After, proxies, GITHUB_TOKEN for GitHub only
     with make_session() as session:
-        if pbs_release:
-            return load_pbs_release(pbs_release, mirror=mirror, session=session)
-        return load_catalog(catalog or default_catalog_source(), session=session)
+        if selection.pbs_release:
+            return load_pbs_release(selection.pbs_release, mirror=selection.mirror, session=session)
+        return load_catalog(selection.catalog or default_catalog_source(), session=session)
+
+
+def plan_selection(selection: Selection, cache_root: Path) -> Plan:
+    """The plan of a ``--dry-run``: load the catalog, resolve, mark cached archives.
+
+    Raises UsageError when ``selection`` has no requests, and the errors of
+    :func:`load_entries` and :func:`make_plan`.
+    """
+    if not selection.requests:
+        raise UsageError("nothing to plan: give --versions")
+    return mark_cached(make_plan(load_entries(selection), selection), cache_root)
 
 
 def build_bundle(
     output: Path,
+    selection: Selection,
     *,
-    versions: Sequence[VersionRequest | PythonRequest] = (),
-    targets: Sequence[Target | PlatformGroup] = (),
-    catalog: str | None = None,
-    pbs_release: str | None = None,
-    mirror: str | None = None,
     cache_dir: Path,
     secret_key: SecretKey | None,
     from_prefixes: Sequence[Path] = (),
@@ -262,17 +249,12 @@ def build_bundle(
     force: bool = False,
     serial: int | None = None,
     expires: datetime | None = None,
-    variant: str = "default",
-    flavour: Optional[str] = None,
-    build: Optional[str] = None,
-    prerelease: str = "disallow",
-    allow_unhashed: bool = False,
     progress: Optional[Progress] = None,
     entries: Optional[Sequence[CatalogEntry]] = None,
 ) -> BundleReport:
-    """Resolve, download, pack local prefixes and write the bundle. See the CLI for semantics;
-    ``entries`` replaces loading a catalog (tests, callers that loaded one already).
-    Every archive's unpacked size and member count are recorded in the manifest (the
+    """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
+    for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
+    already). Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
 
     Raises the typed errors of each step: ResolutionError, CatalogError, DownloadError,
@@ -287,20 +269,10 @@ def build_bundle(
     downloads: list[DownloadResult] = []
     summary: Optional[DownloadSummary] = None
     the_plan: Optional[Plan] = None
-    if versions:
+    if selection.requests:
         if entries is None:
-            entries = load_entries(catalog, pbs_release=pbs_release, mirror=mirror)
-        the_plan = make_plan(
-            entries,
-            versions,
-            targets,
-            mirror=mirror,
-            variant=variant,
-            flavour=flavour,
-            build=build,
-            prerelease=prerelease,
-            allow_unhashed=allow_unhashed,
-        )
+            entries = load_entries(selection)
+        the_plan = make_plan(entries, selection)
         cache = Cache(cache_dir)
         downloader = Downloader(cache, jobs=jobs, progress=progress)
         fetch_started = time.monotonic()

@@ -117,9 +117,13 @@ class DownloadSummary:
 class Progress(Protocol):
     """Receives transfer events; :class:`pybundle.bundler.progress.TqdmProgress` draws bars.
 
-    Calls come from worker threads. ``total`` may be None (unknown size); ``initial`` is the
-    byte count already on disk when a transfer (re)starts.
+    Calls come from worker threads, except :meth:`expect`, which :meth:`Downloader.fetch_all`
+    calls first with the number of distinct archives of the run and the sum of their known
+    sizes in bytes. ``total`` may be None (unknown size); ``initial`` is the byte count already
+    on disk when a transfer (re)starts.
     """
+
+    def expect(self, files: int, known_bytes: int) -> None: ...
 
     def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None: ...
 
@@ -129,6 +133,9 @@ class Progress(Protocol):
 
 
 class _NoProgress:
+    def expect(self, files: int, known_bytes: int) -> None:
+        pass
+
     def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None:
         pass
 
@@ -471,6 +478,7 @@ class Downloader:
         unique: dict[str, DownloadItem] = {}
         for item in items:
             unique.setdefault(item.key, item)
+        self.progress.expect(len(unique), sum(i.size or 0 for i in unique.values()))
         results: dict[str, DownloadResult] = {}
         first_error: Optional[BaseException] = None
         with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(unique) or 1))) as pool:

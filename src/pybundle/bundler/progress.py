@@ -1,5 +1,7 @@
 """Progress bars for downloads (tqdm): one aggregated bar plus one bar per transfer in flight.
 
+Sizes are shown in decimal units (kB, MB: 10^3, 10^6 bytes), as the summary line prints them.
+
 Drawn on stderr only when it is a terminal (or when forced); the library never draws unless the
 CLI hands a :class:`TqdmProgress` to the downloader.
 """
@@ -19,7 +21,8 @@ class TqdmProgress:
     """Implements :class:`pybundle.bundler.download.Progress` with tqdm bars.
 
     Args:
-        files: how many archives the run fetches, if known (the label counts those seen).
+        files: how many archives the run fetches, if known (else the label says "downloads"
+            until :meth:`expect` tells, and counts those seen).
         known_bytes: sum of the sizes known in advance (more are added as transfers start).
         enabled: draw or not; None means "if ``stream`` is a terminal".
         stream: where to draw (default ``sys.stderr``).
@@ -47,13 +50,22 @@ class TqdmProgress:
             total=known_bytes or None,
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
-            desc=f"0/{files} files",
+            unit_divisor=1000,
+            desc=f"0/{files} files" if files else "downloads",
             position=0,
             file=self.stream,
             disable=not self.enabled,
             dynamic_ncols=True,
         )
+
+    def expect(self, files: int, known_bytes: int) -> None:
+        """The run fetches ``files`` distinct archives (cache hits included), so the label
+        counts against the right number from the first transfer on, whatever ``--jobs``.
+        ``known_bytes`` is not added: the aggregated bar counts the bytes of transfers, as the
+        summary line does (cache hits transfer nothing)."""
+        with self._lock:
+            self._files = files
+            self.total.set_description(f"{self._done}/{max(self._files, self._seen)} files")
 
     def start(self, item: DownloadItem, total: Optional[int], initial: int) -> None:
         """A transfer (re)starts at byte ``initial`` of ``total`` (None: unknown)."""
@@ -79,7 +91,7 @@ class TqdmProgress:
                 initial=initial,
                 unit="B",
                 unit_scale=True,
-                unit_divisor=1024,
+                unit_divisor=1000,
                 desc=item.file_name[:40],
                 position=position,
                 leave=False,

@@ -91,14 +91,6 @@ def _as_request(request: AnyRequest) -> PythonRequest:
     return request
 
 
-def _exact_minor(request: PythonRequest) -> Optional[tuple[int, int]]:
-    """The one minor a request is confined to (``3.12``, ``3.12.1``), or None for ranges."""
-    if request.per_minor or len(request.clauses) != 1:
-        return None
-    v = request.clauses[0].version
-    return (v.major, v.minor)
-
-
 def _no_version_message(
     label: str,
     request: PythonRequest,
@@ -109,12 +101,11 @@ def _no_version_message(
     """One line saying ``request`` is absent and listing what the target does have."""
     head = f"no {label} {request} for {target.friendly} in the catalog"
     versions = {e.version for e in candidates}
-    minor = _exact_minor(request)
+    minor = None if request.per_minor else request.exact_minor
     same_minor = sorted(v for v in versions if minor and (v.major, v.minor) == minor)
-    exact = minor is not None and request.clauses[0].wildcard is False
-    if exact and same_minor:
+    if minor is not None and request.pinned is not None and same_minor:
         listed = ", ".join(str(v) for v in same_minor)
-        return f"{head}; available {minor[0]}.{minor[1]} versions: {listed}"  # type: ignore[index]
+        return f"{head}; available {minor[0]}.{minor[1]} versions: {listed}"
     finals = {v for v in versions if not v.is_prerelease}
     message = f"{head}; available: {_minor_list(finals) or 'none (prereleases only)'}"
     matching_pre = sorted(v for v in versions if v.is_prerelease and request.matches(v))

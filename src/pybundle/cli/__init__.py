@@ -1,7 +1,10 @@
 """Command-line interface: a typer app with one plain function per command.
 
-:func:`main` is the console-script entry point and the one place that turns typed errors into
-a one-line message on stderr and the error's exit code (see :mod:`pybundle.errors`).
+:func:`main` is the console-script entry point and the one place that turns errors into a
+one-line message on stderr and an exit code: typed errors (see :mod:`pybundle.errors`) exit
+with their own code, Typer's usage errors (missing or unknown option, bad value, unknown
+command) with 2, all as ``pybundle: error: <message>``. The conventions commands follow are in
+:mod:`pybundle.cli.common`.
 """
 
 from __future__ import annotations
@@ -10,30 +13,59 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pybundle.cli.app import app, state
+import typer
+import typer.main
+
+from pybundle.cli.app import app
+from pybundle.cli.common import state, usage_line
 from pybundle.errors import PybundleError
+
+try:  # recent Typer vendors click; older releases use the click package
+    from typer._click.exceptions import ClickException as _ClickException
+    from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click.exceptions import ClickException as _ClickException  # type: ignore[assignment,no-redef]
+
+    class _NoArgsIsHelp(Exception):  # type: ignore[no-redef]
+        """Older click prints the help for a bare command itself."""
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"pybundle: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; exits with 0 on success or the documented exit code of the error."""
+    state.reset()
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="pybundle")
+        code = app(
+            args=args,
+            prog_name="pybundle",
+            standalone_mode=False,
+        )
     except PybundleError as exc:
         if state.verbose:
             traceback.print_exc()
-        print(f"pybundle: error: {exc.message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+        _fail(exc.message, exc.exit_code)
+    except _NoArgsIsHelp as exc:
+        # a bare `pybundle` or `pybundle cache`: the help, on stderr, as a usage error
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except _ClickException as exc:
+        if state.verbose:
+            traceback.print_exc()
+        _fail(usage_line(exc, typer.main.get_command(app), args), 2)
+    except (KeyboardInterrupt, typer.Abort):
         print("pybundle: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if state.verbose:
             traceback.print_exc()
-        print(
-            f"pybundle: error: unexpected {type(exc).__name__}: {exc} (run with -v for details)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)", 1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 __all__ = ["app", "main"]

@@ -1,12 +1,11 @@
-"""The typer app. Each command parses options, calls one library function, prints the result.
+"""The typer app. Each command parses options, calls one library function, prints the result;
+the conventions they share are in :mod:`pybundle.cli.common`.
 
 Errors are not handled here: they propagate to :func:`pybundle.cli.main`.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -14,24 +13,40 @@ from typing import Any, Optional
 import typer
 
 from pybundle import __version__
+from pybundle.cli.cache import CACHE_DIR, cache_app, duration
+from pybundle.cli.common import (
+    BUNDLE_ARGUMENT,
+    FROM_OPTION,
+    JSON,
+    QUIET,
+    TRUSTED_KEY,
+    VERBOSE,
+    bars_enabled,
+    bundle_path,
+    default_install_dir_text,
+    emit,
+    emit_json,
+    load_keys,
+    note,
+    plural,
+    say,
+    state,
+    warn,
+)
+from pybundle.cli.keys import keygen, password_for
 from pybundle.errors import EXIT_CODES, UsageError
 
 app = typer.Typer(
     name="pybundle",
     help="Bundle Python interpreters into one signed file; install them offline, relocated.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
 )
 
-
-class _State:
-    verbose = False
-
-
-state = _State()
+__all__ = ["app", "state"]
 
 
 def _version(value: bool) -> None:
@@ -42,204 +57,195 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    state.verbose = verbose
+    """Bundle Python interpreters into one signed file; install them offline, relocated."""
 
 
-def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+app.command("keygen", short_help="Create a minisign key pair for signing bundles.")(keygen)
+app.add_typer(cache_app, name="cache")
 
 
-def _duration(text: str, option: str) -> float:
-    """Seconds in a duration like ``30d``, ``12h``, ``90m``, ``3600s`` or ``2w``."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if m is None:
-        raise UsageError(f"invalid {option} {text!r}: expected e.g. 30d, 12h, 90m")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-    return float(m.group(1)) * unit
+# ---- bundle
 
 
 def _expiry(expires_in: Optional[str]) -> Optional[datetime]:
     if expires_in is None:
         return None
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    return now + timedelta(seconds=_duration(expires_in, "--expires-in"))
+    return now + timedelta(seconds=duration(expires_in, "--expires-in"))
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+_VERSIONS_HELP = (
+    "Requests, comma list, repeatable: 3.12 (newest patch), 3.12.1, 3.15.0rc1, "
+    ">=3.10,<3.13 or 3.10-3.13 (newest patch of each minor), pypy-3.10, 3.13t."
+)
+_PLATFORM: Any = typer.Option(
+    [],
+    "--platform",
+    metavar="PLATFORM",
+    show_default=False,
+    help="Target platform or group (repeatable, comma list): linux-x86_64, linux-x86_64_v3, "
+    "macos-aarch64, all-linux, all; default: this host.",
+)
+_CATALOG: Any = typer.Option(
+    None,
+    "--catalog",
+    metavar="PATH|URL|DIR",
+    help="uv downloads-JSON catalog (path or URL), or a directory of PBS archives with "
+    "SHA256SUMS (default: $PYBUNDLE_CATALOG, else uv's public catalog).",
+)
+_PBS_RELEASE: Any = typer.Option(
+    None,
+    "--pbs-release",
+    metavar="TAG",
+    help="Read python-build-standalone release TAG through its SHA256SUMS (honours --mirror).",
+)
+_MIRROR: Any = typer.Option(
+    None,
+    "--mirror",
+    metavar="URL",
+    help="Replaces the python-build-standalone release-download prefix.",
+)
 
 
-@app.command()
-def keygen(
-    secret_key: Path = typer.Option(..., "--secret-key", help="Where to write the secret key."),
-    public_key: Path = typer.Option(..., "--public-key", help="Where to write the public key."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
-) -> None:
-    """Create an Ed25519 key pair in minisign's file formats (secret key mode 0600)."""
-    from pybundle.signing import write_keypair
-
-    key = write_keypair(secret_key.expanduser(), public_key.expanduser(), force=force)
-    print(f"key id {key.public_key.key_id_hex}")
-    print(f"secret key: {secret_key}")
-    print(f"public key: {public_key}")
-
-
-@app.command()
+@app.command(short_help="Resolve, download and pack a signed .pybundle file.")
 def bundle(
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="The .pybundle file to write (not needed with --dry-run)."
+        None,
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="The .pybundle file to write (not needed with --dry-run).",
     ),
     versions: list[str] = typer.Option(
-        [],
-        "--versions",
-        help="Requests, comma list, repeatable: 3.12 (newest patch), 3.12.1, 3.15.0rc1, "
-        ">=3.10,<3.13 or 3.10-3.13 (newest patch of each minor), pypy-3.10, 3.13t.",
+        [], "--versions", metavar="LIST", show_default=False, help=_VERSIONS_HELP
     ),
-    platform: list[str] = typer.Option(
-        [],
-        "--platform",
-        help="Target platform or group (repeatable, comma list): linux-x86_64, linux-x86_64_v3, "
-        "macos-aarch64, all-linux, all; default: this host.",
-    ),
+    platform: list[str] = _PLATFORM,
     variant: str = typer.Option(
-        "default", "--variant", help="default, freethreaded, debug or freethreaded+debug."
+        "default",
+        "--variant",
+        metavar="VARIANT",
+        help="default, freethreaded, debug or freethreaded+debug.",
     ),
     flavour: Optional[str] = typer.Option(
         None,
         "--flavour",
+        metavar="FLAVOUR",
         help="install_only, install_only_stripped or full (default: what uv would pick).",
     ),
     build: Optional[str] = typer.Option(
-        None, "--build", help="Pin a python-build-standalone release, e.g. 20260814."
+        None, "--build", metavar="TAG", help="Pin a python-build-standalone release, e.g. 20260814."
     ),
     prerelease: str = typer.Option(
         "disallow",
         "--prerelease",
+        metavar="POLICY",
         help="disallow (a prerelease only when named), allow, or if-necessary (as uv).",
     ),
-    catalog: Optional[str] = typer.Option(
-        None,
-        "--catalog",
-        help="uv downloads-JSON catalog (path or URL), or a directory of PBS archives with "
-        "SHA256SUMS (default: $PYBUNDLE_CATALOG or uv's).",
-    ),
-    pbs_release: Optional[str] = typer.Option(
-        None,
-        "--pbs-release",
-        help="Read python-build-standalone release TAG through its SHA256SUMS (honours --mirror).",
-    ),
-    mirror: Optional[str] = typer.Option(
-        None, "--mirror", help="Replaces the python-build-standalone release-download prefix."
-    ),
+    catalog: Optional[str] = _CATALOG,
+    pbs_release: Optional[str] = _PBS_RELEASE,
+    mirror: Optional[str] = _MIRROR,
     allow_unhashed: bool = typer.Option(
         False,
         "--allow-unhashed",
         help="Accept catalog entries without sha256: hash at bundle time (said in the manifest).",
     ),
-    cache_dir: Optional[Path] = typer.Option(
-        None, "--cache-dir", help="Download cache (default: $PYBUNDLE_CACHE_DIR or user cache)."
-    ),
+    cache_dir: Optional[Path] = CACHE_DIR,
     sign_key: Optional[Path] = typer.Option(
-        None, "--sign-key", help="minisign secret key to sign the manifest with."
+        None,
+        "--sign-key",
+        metavar="KEY",
+        help="minisign secret key to sign the manifest with (encrypted keys: password from "
+        "$PYBUNDLE_KEY_PASSWORD, else asked).",
     ),
     from_prefix: list[Path] = typer.Option(
-        [], "--from-prefix", help="Also pack this local installation (repeatable)."
+        [],
+        "--from-prefix",
+        metavar="DIR",
+        show_default=False,
+        help="Also pack this local installation (repeatable).",
     ),
     prefix_site_packages: str = typer.Option(
-        "all", "--prefix-site-packages", help="For --from-prefix: 'all' or 'pip' (pip only)."
+        "all",
+        "--prefix-site-packages",
+        metavar="all|pip",
+        help="For --from-prefix: keep all of site-packages, or pip only.",
     ),
     prefix_format: str = typer.Option(
-        "tar.zst", "--prefix-format", help="For --from-prefix: tar.zst or tar.gz."
+        "tar.zst", "--prefix-format", metavar="FORMAT", help="For --from-prefix: tar.zst or tar.gz."
     ),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=32, help="Parallel downloads."),
+    jobs: int = typer.Option(
+        4, "--jobs", "-j", min=1, max=32, metavar="N", help="Parallel downloads."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (what would be downloaded); download nothing."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the plan as JSON; implies --dry-run."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     serial: Optional[int] = typer.Option(
-        None, "--serial", min=0, help="Manifest serial (default: creation time, Unix seconds)."
+        None,
+        "--serial",
+        min=0,
+        metavar="N",
+        help="Manifest serial (default: creation time, Unix seconds).",
     ),
     expires_in: Optional[str] = typer.Option(
-        None, "--expires-in", help="Installers refuse the bundle after this long: 90d, 12w."
+        None,
+        "--expires-in",
+        metavar="AGE",
+        help="Installers refuse the bundle after this long: 90d, 12w.",
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
 ) -> None:
     """Resolve versions against the catalog, download, and pack one signed .pybundle file."""
-    from pybundle.bundler.build import build_bundle, load_entries, make_plan, mark_cached
+    from pybundle.bundler.build import build_bundle, plan_selection
     from pybundle.bundler.cache import default_cache_dir
-    from pybundle.bundler.progress import TqdmProgress
-    from pybundle.signing import load_secret_key
-    from pybundle.targets import host_target, parse_platform_or_group
-    from pybundle.versions import parse_request_list
+    from pybundle.bundler.selection import Selection
+    from pybundle.cli.render import bundle_lines, plan_lines
 
-    requests = [r for text in versions for r in parse_request_list(text)]
-    targets = [
-        parse_platform_or_group(p) for text in platform for p in text.split(",") if p.strip()
-    ] or [host_target()]
+    selection = Selection.parse(
+        versions,
+        platform,
+        variant=variant,
+        flavour=flavour,
+        build=build,
+        prerelease=prerelease,
+        allow_unhashed=allow_unhashed,
+        catalog=catalog,
+        pbs_release=pbs_release,
+        mirror=mirror,
+    )
+    expires = _expiry(expires_in)
     cache = cache_dir or default_cache_dir()
     if dry_run or as_json:
-        if not requests:
-            raise UsageError("nothing to plan: give --versions")
-        entries = load_entries(catalog, pbs_release=pbs_release, mirror=mirror)
-        the_plan = make_plan(
-            entries,
-            requests,
-            targets,
-            mirror=mirror,
-            variant=variant,
-            flavour=flavour,
-            build=build,
-            prerelease=prerelease,
-            allow_unhashed=allow_unhashed,
-        )
-        the_plan = mark_cached(the_plan, cache)
+        plan = plan_selection(selection, cache)
         if as_json:
-            print(json.dumps(the_plan.to_json(), indent=2))
-            return
-        known = sum(a.entry.size or 0 for a in the_plan.artifacts)
-        unknown = sum(1 for a in the_plan.artifacts if a.entry.size is None)
-        hits = sum(1 for a in the_plan.artifacts if a.cached)
-        print(
-            f"plan: {len(the_plan.artifacts)} archives, {hits} already cached, "
-            f"{_size(known)} known" + (f", {unknown} of unknown size" if unknown else "")
-        )
-        for a in the_plan.artifacts:
-            e = a.entry
-            size = _size(e.size) if e.size is not None else "size unknown"
-            state_ = "cached" if a.cached else "download"
-            print(
-                f"  {e.key:48} {e.flavour:22} {size:>12}  {state_:8}  {a.url}  "
-                f"[{a.request} on {a.target.friendly if a.target else e.target.friendly}]"
-            )
-        for s in the_plan.skipped:
-            print(f"  skipped {s.request} on {s.target.friendly}: {s.reason}")
+            emit_json(plan.to_json())
+        else:
+            emit(*plan_lines(plan))
         return
     if output is None:
         raise UsageError("missing option --output/-o (or use --dry-run)")
-    if not requests and not from_prefix:
+    if not selection.requests and not from_prefix:
         raise UsageError("nothing to bundle: give --versions and/or --from-prefix")
-    key = load_secret_key(sign_key.expanduser()) if sign_key else None
+    key = _secret_key(sign_key)
     if key is None:
-        _err("warning: no --sign-key given; the bundle is unsigned and will not install")
-    progress = TqdmProgress(0, enabled=False if quiet else None)
+        warn("no --sign-key given; the bundle is unsigned and will not install")
+    from pybundle.bundler.progress import TqdmProgress
+
+    progress = TqdmProgress(0, enabled=bars_enabled())
     try:
         report = build_bundle(
             output,
-            versions=requests,
-            targets=targets,
-            catalog=catalog,
-            pbs_release=pbs_release,
-            mirror=mirror,
+            selection,
             cache_dir=cache,
             secret_key=key,
             from_prefixes=from_prefix,
@@ -248,233 +254,175 @@ def bundle(
             jobs=jobs,
             force=force,
             serial=serial,
-            expires=_expiry(expires_in),
-            variant=variant,
-            flavour=flavour,
-            build=build,
-            prerelease=prerelease,
-            allow_unhashed=allow_unhashed,
+            expires=expires,
             progress=progress,
         )
     finally:
         progress.close()
-    for artifact in report.manifest.artifacts:
-        computed = (
-            " (sha256 computed: no catalog hash)" if artifact.sha256_source == "computed" else ""
-        )
-        print(f"  {artifact.label}  {_size(artifact.size)}{computed}")
-    if report.plan is not None:
-        for s in report.plan.skipped:
-            print(f"  skipped {s.request} on {s.target.friendly}: {s.reason}")
-    summary = report.summary
-    if summary is not None and not quiet:
-        print(
-            f"downloads: {summary.files} files, {summary.hits} cache hits, "
-            f"{_size(summary.transferred)} in {summary.seconds:.1f} s "
-            f"({summary.mb_per_s:.1f} MB/s)"
-        )
-    hits = sum(1 for d in report.downloads if d.cached)
-    total = sum(a.size for a in report.manifest.artifacts)
-    signed = f", signed by key {key.public_key.key_id_hex}" if key else ", UNSIGNED"
-    print(
-        f"wrote {report.output} ({len(report.manifest.artifacts)} interpreters, {_size(total)}"
-        f"{signed}; {len(report.downloads)} downloads, {hits} from cache; "
-        f"{report.seconds:.1f} s)"
-    )
+    say(*bundle_lines(report, key))
 
 
-cache_app = typer.Typer(
-    name="cache",
-    help="The download cache shared by all bundles (content-addressed by sha256).",
-    no_args_is_help=True,
-)
-app.add_typer(cache_app, name="cache")
+def _secret_key(path: Optional[Path]) -> Any:
+    if path is None:
+        return None
+    from pybundle.signing import load_secret_key
+
+    return load_secret_key(path.expanduser(), password_for(path))
 
 
-def _cache(cache_dir: Optional[Path]) -> Any:
-    from pybundle.bundler.cache import Cache, default_cache_dir
-
-    return Cache(cache_dir or default_cache_dir())
+# ---- versions
 
 
-_CACHE_DIR_OPTION = typer.Option(
-    None, "--cache-dir", help="The cache (default: $PYBUNDLE_CACHE_DIR or the user cache dir)."
-)
-
-
-@cache_app.command("dir")
-def cache_dir_command(cache_dir: Optional[Path] = _CACHE_DIR_OPTION) -> None:
-    """Print the cache directory."""
-    from pybundle.bundler.cache import default_cache_dir
-
-    print(cache_dir or default_cache_dir())
-
-
-@cache_app.command("list")
-def cache_list(
-    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+@app.command("versions", short_help="List the interpreters a catalog offers.")
+def versions_command(
+    platform: list[str] = _PLATFORM,
+    catalog: Optional[str] = _CATALOG,
+    pbs_release: Optional[str] = _PBS_RELEASE,
+    mirror: Optional[str] = _MIRROR,
+    as_json: bool = JSON,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
 ) -> None:
-    """List the cached archives (sha256, size, last use, file name)."""
-    from datetime import datetime, timezone
+    """List every interpreter the catalog offers for the platforms (newest first), with the
+    newest python-build-standalone release that has it, like `uv python list --all-versions`."""
+    from pybundle.bundler.build import load_entries
+    from pybundle.bundler.offer import offers
+    from pybundle.bundler.selection import Selection
 
-    cache = _cache(cache_dir)
-    entries = cache.entries()
+    selection = Selection.parse(
+        (), platform, catalog=catalog, pbs_release=pbs_release, mirror=mirror
+    )
+    found = offers(load_entries(selection), selection.platforms)
     if as_json:
-        doc = [
-            {
-                "sha256": e.sha256,
-                "file_name": e.file_name,
-                "size": e.size,
-                "last_used": datetime.fromtimestamp(e.last_used, timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                ),
-                "path": str(e.path),
-            }
-            for e in entries
-        ]
-        print(json.dumps(doc, indent=2))
+        emit_json([o.to_json() for o in found])
         return
-    for e in entries:
-        when = datetime.fromtimestamp(e.last_used, timezone.utc).strftime("%Y-%m-%d %H:%M")
-        print(f"{e.sha256[:12]}  {_size(e.size):>10}  {when}  {e.file_name}")
-    partials = cache.partial_files()
-    print(
-        f"{len(entries)} archives, {_size(sum(e.size for e in entries))}"
-        + (f"; {len(partials)} partial downloads" if partials else "")
-        + f" in {cache.root}"
-    )
+    width = max((len(o.name) for o in found), default=0)
+    emit(*(f"{o.name:{width}}  {o.build:10}  {', '.join(o.flavours)}" for o in found))
+    say(f"{plural(len(found), 'interpreter')} in the catalog")
 
 
-@cache_app.command("clean")
-def cache_clean(
-    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
-    older_than: Optional[str] = typer.Option(
-        None, "--older-than", help="Only entries unused for this long: 30d, 12h, 90m, 3600s."
-    ),
-) -> None:
-    """Remove cached archives and partial downloads (all, or those unused for --older-than)."""
-    seconds = _duration(older_than, "--older-than") if older_than is not None else None
-    report = _cache(cache_dir).clean(older_than=seconds)
-    busy = f"; {report.busy} in use, kept" if report.busy else ""
-    print(f"removed {report.files} files, {_size(report.bytes)}{busy}")
+# ---- verify, inspect, install
 
 
-@cache_app.command("export-uv")
-def cache_export_uv(
-    dest: Path = typer.Argument(..., help="Directory to use as uv's UV_PYTHON_CACHE_DIR."),
-    cache_dir: Optional[Path] = _CACHE_DIR_OPTION,
-) -> None:
-    """Link every cached archive into DEST under uv's names, for offline `uv python install`."""
-    written = _cache(cache_dir).export_uv(dest)
-    for path in written:
-        print(path)
-    print(f"exported {len(written)} archives to {dest} (use UV_PYTHON_CACHE_DIR={dest})")
-
-
-def _keys(trusted_key: list[Path]) -> list[Any]:
-    from pybundle.installer.verify import load_trusted_keys
-
-    return load_trusted_keys([p.expanduser() for p in trusted_key])
-
-
-@app.command()
+@app.command(short_help="Check a bundle's signature and hashes.")
 def verify(
-    file: Path = typer.Argument(..., help="The .pybundle file."),
-    trusted_key: list[Path] = typer.Option(
-        [], "--trusted-key", help="Trusted minisign public key (repeatable)."
-    ),
+    file: Optional[Path] = BUNDLE_ARGUMENT,
+    from_: Optional[Path] = FROM_OPTION,
+    trusted_key: list[Path] = TRUSTED_KEY,
     allow_expired: bool = typer.Option(
         False, "--allow-expired", help="Accept an expired or future-dated bundle."
     ),
+    as_json: bool = JSON,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
 ) -> None:
-    """Check the signature, freshness and every archive's sha256, without extracting."""
+    """Check the signature, freshness and every archive's sha256 of the bundle FILE (or --from
+    FILE), without extracting."""
+    from pybundle.cli.render import verified_json
     from pybundle.installer.verify import verify_bundle
 
-    verified = verify_bundle(file, _keys(trusted_key), allow_expired=allow_expired)
-    manifest = verified.manifest
-    print(
-        f"OK {file}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
-        f"{len(manifest.artifacts)} archives verified"
-    )
-
-
-@app.command()
-def inspect(
-    file: Path = typer.Argument(..., help="The .pybundle file."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-) -> None:
-    """Show what a bundle holds. Nothing is verified: use `pybundle verify` for that."""
-    from pybundle.installer.source import BundleSource
-    from pybundle.installer.verify import read_signer
-    from pybundle.manifest import Manifest
-
-    with BundleSource(file) as source:
-        manifest = Manifest.from_bytes(source.manifest_bytes(), str(file))
-        signer = read_signer(source)
-    doc = manifest.to_json()
-    doc["signature"] = (
-        {
-            "key_id": signer.key_id_hex,
-            "algorithm": signer.algorithm,
-            "trusted_comment": signer.trusted_comment,
-        }
-        if signer
-        else None
-    )
-    doc["verified"] = False
+    path = bundle_path(file, from_)
+    verified = verify_bundle(path, load_keys(trusted_key), allow_expired=allow_expired)
     if as_json:
-        print(json.dumps(doc, indent=2))
+        emit_json(verified_json(path, verified))
         return
-    print(f"bundle {manifest.bundle_id}  serial {manifest.serial}  created {doc['created']}")
-    print(f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)")
-    for a in manifest.artifacts:
-        print(f"  {a.install_name:48} {_size(a.size):>10}  {a.flavour}  {a.file_name}")
+    manifest = verified.manifest
+    say(
+        f"OK {path}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
+        f"{plural(len(manifest.artifacts), 'archive')} verified"
+    )
 
 
-@app.command()
+@app.command(short_help="Show what a bundle holds (nothing verified).")
+def inspect(
+    file: Optional[Path] = BUNDLE_ARGUMENT,
+    from_: Optional[Path] = FROM_OPTION,
+    as_json: bool = JSON,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Show what the bundle FILE (or --from FILE) holds. Nothing is verified: use
+    `pybundle verify` for that."""
+    from pybundle.cli.render import inspect_doc, inspect_lines
+
+    doc, manifest, signer = inspect_doc(bundle_path(file, from_))
+    if as_json:
+        emit_json(doc)
+    else:
+        emit(*inspect_lines(doc, manifest, signer))
+
+
+@app.command(short_help="Verify a bundle and install its interpreters.")
 def install(
-    from_: Path = typer.Option(..., "--from", help="The .pybundle file to install from."),
-    trusted_key: list[Path] = typer.Option(
-        [], "--trusted-key", help="Trusted minisign public key (repeatable)."
-    ),
-    version: list[str] = typer.Option(
-        [], "--version", help="Install only these versions (repeatable or comma list)."
+    file: Optional[Path] = BUNDLE_ARGUMENT,
+    from_: Optional[Path] = FROM_OPTION,
+    trusted_key: list[Path] = TRUSTED_KEY,
+    versions: list[str] = typer.Option(
+        [],
+        "--versions",
+        "--version",
+        metavar="LIST",
+        show_default=False,
+        help="Install only these (repeatable, comma list; the requests of bundle --versions).",
     ),
     install_dir: Optional[Path] = typer.Option(
-        None, "--install-dir", help="Parent dir of installs (default: $PYBUNDLE_INSTALL_DIR)."
+        None,
+        "--install-dir",
+        metavar="DIR",
+        help=f"Parent dir of installs (default: {default_install_dir_text()}).",
     ),
     prefix: Optional[Path] = typer.Option(
-        None, "--prefix", help="Install exactly here (one interpreter only)."
+        None, "--prefix", metavar="DIR", help="Install exactly here (one interpreter only)."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace an existing install atomically."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing pybundle install of the same kind atomically."
+    ),
     allow_expired: bool = typer.Option(
         False, "--allow-expired", help="Accept an expired or future-dated bundle."
     ),
     allow_downgrade: bool = typer.Option(
         False, "--allow-downgrade", help="Accept a serial older than one already installed."
     ),
+    as_json: bool = JSON,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
 ) -> None:
-    """Verify the bundle and install its interpreters for this host, relocated."""
+    """Verify the bundle FILE (or --from FILE) and install its interpreters for this host,
+    relocated."""
+    from pybundle.cli.render import install_json
     from pybundle.installer.install import install_bundle
-    from pybundle.versions import parse_version_list
+    from pybundle.versions import parse_request_list
 
-    requests = [r for v in version for r in parse_version_list(v)]
-    results = install_bundle(
-        from_,
-        _keys(trusted_key),
-        install_dir=install_dir,
-        prefix=prefix,
-        versions=requests,
-        force=force,
-        allow_expired=allow_expired,
-        allow_downgrade=allow_downgrade,
-        on_verified=lambda v: _err(
-            f"verified {from_}: signed by key {v.key.key_id_hex}, serial {v.manifest.serial}"
-        ),
-        on_warning=lambda message: _err(f"pybundle: warning: {message}"),
-    )
+    path = bundle_path(file, from_)
+    requests = [r for text in versions for r in parse_request_list(text)]
+    bars = None
+    if bars_enabled():
+        from pybundle.cli.progress import InstallBars
+
+        bars = InstallBars()
+    try:
+        results = install_bundle(
+            path,
+            load_keys(trusted_key),
+            install_dir=install_dir,
+            prefix=prefix,
+            versions=requests,
+            force=force,
+            allow_expired=allow_expired,
+            allow_downgrade=allow_downgrade,
+            on_verified=lambda v: note(
+                f"verified {path}: signed by key {v.key.key_id_hex}, serial {v.manifest.serial}"
+            ),
+            on_warning=warn,
+            progress=bars,
+        )
+    finally:
+        if bars is not None:
+            bars.close()
+    if as_json:
+        emit_json(install_json(path, results))
+        return
     for r in results:
-        verb = "replaced" if r.replaced else "installed"
         a = r.artifact
-        print(f"{verb} {a.implementation} {a.version} ({a.target.key}) -> {r.path}")
+        verb = "replaced" if r.replaced else "installed"
+        say(f"{verb} {a.implementation} {a.version} ({a.target.key}) -> {r.path}")

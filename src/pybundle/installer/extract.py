@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from pybundle.archives import READ_ERRORS, InflateThread
 from pybundle.errors import StorageError, UnsafeArchiveError
@@ -138,6 +138,7 @@ def extract_archive(
     max_bytes: int,
     max_entries: int,
     record_files: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> ExtractStats:
     """Extract the archive read from ``stream`` into the existing, empty directory ``dest``.
 
@@ -149,7 +150,9 @@ def extract_archive(
     written, computed from the bytes as they are written. ``stream`` is read on a background
     thread, which has stopped when this returns. Raises UnsafeArchiveError for a refused,
     over-budget or unreadable member (the caller discards ``dest``), StorageError for
-    file-system failures (ENOSPC, EROFS, EACCES).
+    file-system failures (ENOSPC, EROFS, EACCES). ``on_bytes``, when given, is called after
+    each regular-file member with the bytes of regular-file members read so far (the quantity
+    the manifest's ``unpacked_size`` records).
     """
     prefix_parts = strip_prefix.split("/")
     stats = ExtractStats()
@@ -162,6 +165,8 @@ def extract_archive(
             extraction = _Extraction(tar, writer, stats, prefix_parts, source)
             for member in tar:
                 extraction.member(member, max_bytes, max_entries)
+                if on_bytes is not None and member.kind == FILE:
+                    on_bytes(stats.archive_bytes)
             extraction.check_links()
         stats.records = writer.records  # complete once the writer is closed
     except UnsafeArchiveError:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import multiprocessing
 import os
 import signal
@@ -47,6 +48,12 @@ from pybundle.installer.policy import (
     check_freshness,
     interpreter_line,
 )
+from pybundle.installer.progress import (
+    InstallProgress,
+    SharedCounters,
+    init_worker,
+    worker_reporter,
+)
 from pybundle.installer.receipts import (
     BundleIdentity,
     Destination,
@@ -62,7 +69,7 @@ from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_ma
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import PublicKey
 from pybundle.targets import Target, host_can_run, host_target
-from pybundle.versions import PythonVersion, VersionRequest
+from pybundle.versions import PythonRequest, PythonVersion, VersionRequest
 
 INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
 STAGING_PREFIX = ".pybundle-staging-"
@@ -73,6 +80,8 @@ PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a process gets when its parent dies."""
 BLOCK_ALLOWANCE = 4096
 """Bytes allowed per member for file-system block rounding in the space check."""
+PROGRESS_POLL = 0.1
+"""Seconds between two reads of the workers' progress counters (only when progress is shown)."""
 
 
 def default_install_dir() -> Path:
@@ -95,29 +104,35 @@ class InstallResult:
     stats: ExtractStats
 
 
+def _selects(request: VersionRequest | PythonRequest, artifact: Artifact) -> bool:
+    version = PythonVersion.parse(artifact.version)
+    if isinstance(request, PythonRequest):
+        return request.selects(artifact.implementation, artifact.variant, version)
+    return artifact.implementation == "cpython" and request.matches(version)
+
+
 def select_artifacts(
     manifest: Manifest,
-    versions: Sequence[VersionRequest],
+    versions: Sequence[VersionRequest | PythonRequest],
     host: Target | None,
     source: str,
 ) -> list[Artifact]:
-    """The artifacts to install: those matching ``versions`` (all when empty) that the host
-    can run. ``host=None`` means this machine.
+    """The artifacts to install: those matching ``versions`` (all when empty; see
+    :meth:`pybundle.versions.PythonRequest.selects`) that the host can run. ``host=None``
+    means this machine.
 
     Raises UsageError when a version request matches nothing in the bundle, and
     PlatformMismatchError (listing the bundle's platforms) when nothing fits the host.
     """
     chosen = list(manifest.artifacts)
     for request in versions:
-        if not any(request.matches(PythonVersion.parse(a.version)) for a in chosen):
-            have = ", ".join(sorted({a.version for a in chosen}))
+        if not any(_selects(request, a) for a in chosen):
+            have = ", ".join(sorted({f"{a.implementation}-{a.version}" for a in chosen}))
             raise UsageError(
-                f"{source}: no interpreter matches --version {request} (bundle has {have})"
+                f"{source}: no interpreter matches --versions {request} (bundle has {have})"
             )
     if versions:
-        chosen = [
-            a for a in chosen if any(r.matches(PythonVersion.parse(a.version)) for r in versions)
-        ]
+        chosen = [a for a in chosen if any(_selects(r, a) for r in versions)]
     runnable = [a for a in chosen if host_can_run(a.target, host)]
     if not runnable:
         this = host or host_target()
@@ -135,7 +150,7 @@ def install_bundle(
     *,
     install_dir: Path | None = None,
     prefix: Path | None = None,
-    versions: Sequence[VersionRequest] = (),
+    versions: Sequence[VersionRequest | PythonRequest] = (),
     force: bool = False,
     host: Target | None = None,
     allow_expired: bool = False,
@@ -143,6 +158,7 @@ def install_bundle(
     serials: SerialStore | None = None,
     on_verified: Callable[[VerifiedBundle], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    progress: InstallProgress | None = None,
 ) -> list[InstallResult]:
     """Verify ``bundle`` and install the selected interpreters; see the module docstring.
 
@@ -156,7 +172,8 @@ def install_bundle(
     StorageError, UsageError); nothing is left behind when one is raised.
     ``allow_expired`` / ``allow_downgrade`` relax the freshness and rollback checks of
     :mod:`pybundle.installer.policy`; ``serials`` is the rollback record (default: user state);
-    ``on_warning`` receives one-line warnings (e.g. a state file that was repaired).
+    ``on_warning`` receives one-line warnings (e.g. a state file that was repaired);
+    ``progress`` receives the bytes extracted per interpreter (:mod:`pybundle.installer.progress`).
     """
     if install_dir is not None and prefix is not None:
         raise UsageError("--install-dir and --prefix cannot be used together")
@@ -193,7 +210,7 @@ def install_bundle(
                 _remove_stale_staging(parent)
             # what is there now, under the lock, is what gets replaced (or not)
             places = _inspect_all(selected, destinations, force)
-            staged = _stage_all(source, selected, destinations, origin)
+            staged = _stage_all(source, selected, destinations, origin, progress)
             results: list[InstallResult] = []
             try:
                 for artifact, place, tree in zip(selected, places, staged):
@@ -305,7 +322,7 @@ def _destinations(
             names = ", ".join(a.install_name for a in selected)
             raise UsageError(
                 f"--prefix needs exactly one interpreter, the bundle selection has {len(selected)} "
-                f"({names}); choose one with --version"
+                f"({names}); choose one with --versions"
             )
         return [Path(os.path.abspath(prefix))]
     base = Path(os.path.abspath(install_dir or default_install_dir()))
@@ -350,11 +367,16 @@ class _Staged:
 
 
 def _stage_one(
-    source: BundleSource, artifact: Artifact, dest: Path, origin: BundleIdentity
+    source: BundleSource,
+    artifact: Artifact,
+    dest: Path,
+    origin: BundleIdentity,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> _Staged:
     """Extract ``artifact`` into a new staging dir beside ``dest``, check the bytes extracted
     against the manifest's sha256 and counts, relocate the tree to ``dest`` and write its
-    receipt (``origin`` is the bundle it came from).
+    receipt (``origin`` is the bundle it came from); ``on_bytes`` receives the bytes extracted
+    so far (see :func:`pybundle.installer.extract.extract_archive`).
 
     Removes the staging dir and raises on any failure (ENOSPC as a needed-vs-free message).
     """
@@ -376,6 +398,7 @@ def _stage_one(
                 max_bytes=max_bytes,
                 max_entries=max_entries,
                 record_files=True,
+                on_bytes=on_bytes,
             )
             extracted = stream.finish()
         check_digest(where, extracted, artifact.sha256, artifact.size)
@@ -420,9 +443,11 @@ def _stage_one(
     return _Staged(staging, stats, report)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(counters: object = None) -> None:
     """In a staging worker: ask Linux to kill us if the installer dies (PR_SET_PDEATHSIG), so
-    a ``kill -9`` of the installer leaves no worker writing on; the next run cleans up."""
+    a ``kill -9`` of the installer leaves no worker writing on; the next run cleans up.
+    ``counters``: the shared progress counters, or None (:func:`progress.init_worker`)."""
+    init_worker(counters)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -430,11 +455,12 @@ def _die_with_parent() -> None:
 
 
 def _stage_in_worker(
-    bundle: Path, artifact: Artifact, dest: Path, origin: BundleIdentity
+    bundle: Path, artifact: Artifact, dest: Path, origin: BundleIdentity, index: int
 ) -> _Staged:
-    """:func:`_stage_one` in a worker process, with its own handle on the bundle file."""
+    """:func:`_stage_one` in a worker process, with its own handle on the bundle file;
+    ``index`` is the artifact's slot in the shared progress counters."""
     with BundleSource(bundle) as source:
-        return _stage_one(source, artifact, dest, origin)
+        return _stage_one(source, artifact, dest, origin, worker_reporter(index))
 
 
 def _stage_all(
@@ -442,17 +468,25 @@ def _stage_all(
     selected: list[Artifact],
     destinations: list[Path],
     origin: BundleIdentity,
+    progress: InstallProgress | None = None,
 ) -> list[_Staged]:
     """Stage every selected archive: in this process for one archive, else one worker process
     per CPU (extraction is CPU-bound Python, so threads would not help). If one fails, the
     staging dirs of the others are removed and the first failure in manifest order is raised.
+    ``progress`` hears of every archive's bytes from this thread (workers report through
+    shared counters, polled every :data:`PROGRESS_POLL` seconds).
     """
+    if progress is not None:
+        progress.begin(selected)
     workers = min(len(selected), os.cpu_count() or 1)
     if workers <= 1:
         staged: list[_Staged] = []
         try:
-            for artifact, dest in zip(selected, destinations):
-                staged.append(_stage_one(source, artifact, dest, origin))
+            for index, (artifact, dest) in enumerate(zip(selected, destinations)):
+                report = functools.partial(progress.advance, index) if progress else None
+                staged.append(_stage_one(source, artifact, dest, origin, report))
+                if progress is not None:
+                    progress.end(index)
         except BaseException:
             for done in staged:
                 remove_tree(done.staging)
@@ -460,14 +494,29 @@ def _stage_all(
         return staged
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     context = multiprocessing.get_context(method)
+    counters = SharedCounters(context, len(selected)) if progress is not None else None
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_die_with_parent
+        max_workers=workers,
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(counters.values if counters else None,),
     ) as pool:
         futures = [
-            pool.submit(_stage_in_worker, source.path, artifact, dest, origin)
-            for artifact, dest in zip(selected, destinations)
+            pool.submit(_stage_in_worker, source.path, artifact, dest, origin, index)
+            for index, (artifact, dest) in enumerate(zip(selected, destinations))
         ]
-        wait(futures)
+        ended: set[int] = set()
+        while True:
+            _, pending = wait(futures, timeout=PROGRESS_POLL if counters else None)
+            if counters is not None and progress is not None:
+                # a finished worker's last count is in shared memory before its future is done
+                finished = [i for i, f in enumerate(futures) if f.done() and i not in ended]
+                counters.relay(progress)
+                for index in finished:
+                    ended.add(index)
+                    progress.end(index)
+            if not pending:
+                break
     results: list[_Staged] = []
     error: Optional[BaseException] = None
     for future in futures:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from pybundle.errors import ManifestError, SignatureError
+from pybundle.errors import ManifestError, SignatureError, UntrustedKeyError
 from pybundle.hashing import check_digest
 from pybundle.installer.policy import check_freshness
 from pybundle.installer.source import BundleSource
@@ -75,6 +75,13 @@ def verify_manifest(source: BundleSource, trusted: Sequence[PublicKey]) -> Verif
     if signature_bytes is None:
         raise SignatureError(
             f"{source.path}: bundle is unsigned; pybundle installs only signed bundles"
+        )
+    if not trusted:
+        signer = parse_signature(signature_bytes, f"{source.path}")
+        raise UntrustedKeyError(
+            f"{source.path} is signed by key {signer.key_id_hex}, but no trusted key was given: "
+            f"name its public key with --trusted-key PUB, or copy it into {trusted_keys_dir()} "
+            "(every *.pub file there is trusted)"
         )
     verified = verify(manifest_bytes, signature_bytes, trusted, f"{source.path}")
     manifest = Manifest.from_bytes(manifest_bytes, f"{source.path}")
