@@ -19,6 +19,8 @@ code  class                       meaning
 7     PlatformMismatchError       the bundle holds no interpreter for this host's platform
 8     AlreadyExistsError          the output or install exists and ``--force`` was not given
 9     StorageError                the file system refused: no space, read-only, permission
+130   KeyboardInterrupt           interrupted by Ctrl-C (SIGINT); work files removed
+143   Terminated                  stopped by SIGTERM; work files removed
 ====  ==========================  ==========================================================
 """
 
@@ -110,6 +112,17 @@ class StorageError(PybundleError):
     exit_code = 9
 
 
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (exit 143, 128 + 15).
+
+    Raised in the main thread by the CLI's SIGTERM handler, so that a terminated run unwinds
+    and cleans up exactly as one interrupted by Ctrl-C (a :class:`KeyboardInterrupt`, exit 130)
+    does, instead of dying where it stands.
+    """
+
+    exit_code = 128 + 15
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error",
@@ -121,4 +134,6 @@ EXIT_CODES: dict[int, str] = {
     7: "bundle holds nothing for this host's platform",
     8: "target exists (use --force)",
     9: "file system error (space, read-only, permission)",
+    130: "interrupted (Ctrl-C)",
+    143: "terminated (SIGTERM)",
 }

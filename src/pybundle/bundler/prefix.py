@@ -236,19 +236,27 @@ def _write_tar(
     compresslevel: int | None,
     keep: Callable[[tarfile.TarInfo], tarfile.TarInfo | None],
 ) -> None:
+    """Stream the tar of ``prefix`` through the compressor into ``sink``. Interrupted, it
+    leaves at once: the zstd frame is not finished (compressing what is buffered would delay
+    Ctrl-C by a second), since the caller deletes the archive anyway."""
     buffered = io.BufferedWriter(cast(io.RawIOBase, sink), buffer_size=CHUNK_SIZE)
-    if archive_format == "tar.zst":
-        level = 10 if compresslevel is None else compresslevel
-        cctx = zstandard.ZstdCompressor(level=level, threads=-1)
-        with cctx.stream_writer(buffered, closefd=False) as zout:
+    try:
+        if archive_format == "tar.zst":
+            level = 10 if compresslevel is None else compresslevel
+            cctx = zstandard.ZstdCompressor(level=level, threads=-1)
+            zout = cctx.stream_writer(buffered, closefd=False)
             _add_tree(prefix, zout, keep)
-    else:
-        import gzip
+            zout.close()  # type: ignore[no-untyped-call]  # ends the frame (not a with block: see above)
+        else:
+            import gzip
 
-        level = 6 if compresslevel is None else compresslevel
-        with gzip.GzipFile(fileobj=buffered, mode="wb", compresslevel=level, mtime=0) as gout:
-            _add_tree(prefix, gout, keep)  # type: ignore[arg-type]
-    buffered.flush()
+            level = 6 if compresslevel is None else compresslevel
+            with gzip.GzipFile(fileobj=buffered, mode="wb", compresslevel=level, mtime=0) as gout:
+                _add_tree(prefix, gout, keep)  # type: ignore[arg-type]
+    finally:
+        # now, while the sink's file is open: a flush at garbage collection would write to a
+        # closed file and print a warning
+        buffered.flush()
 
 
 def _add_tree(

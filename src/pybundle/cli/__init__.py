@@ -6,16 +6,25 @@ a one-line message on stderr and the error's exit code (see :mod:`pybundle.error
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pybundle.cli.app import app, state
+from pybundle.cli.signals import Interrupted
 from pybundle.errors import PybundleError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; exits with 0 on success or the documented exit code of the error."""
+    """Run the CLI; exits with 0 on success or the documented exit code of the error.
+
+    Ctrl-C exits 130 with ``pybundle: interrupted``, and SIGTERM 143 with ``pybundle:
+    terminated`` in the commands that turn it into an exception (see
+    :mod:`pybundle.cli.signals`), once the command's cleanup has run.
+    """
     try:
         app(args=list(argv) if argv is not None else None, prog_name="pybundle")
     except PybundleError as exc:
@@ -23,9 +32,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             traceback.print_exc()
         print(f"pybundle: error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("pybundle: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except Interrupted as exc:
+        print(exc.message, file=sys.stderr)
+        _exit_at_once(exc.exit_code)
+    except KeyboardInterrupt as exc:  # outside a command (typer catches those inside)
+        print(Interrupted(exc).message, file=sys.stderr)
+        _exit_at_once(Interrupted(exc).exit_code)
     except Exception as exc:
         if state.verbose:
             traceback.print_exc()
@@ -34,6 +46,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def _exit_at_once(code: int) -> NoReturn:
+    """Exit with ``code`` after an interruption, whose cleanup has already run while the
+    exception unwound. A worker thread still blocked in a system call that no stop request
+    can reach (a TCP connect to a silent host) would hold the interpreter's exit until it
+    returns: then leave without waiting for it."""
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if others:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 __all__ = ["app", "main"]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 
 from pybundle import __version__
+from pybundle.cli.signals import interruptible
 from pybundle.errors import EXIT_CODES, UsageError
 
 app = typer.Typer(
@@ -92,6 +93,7 @@ def keygen(
 
 
 @app.command()
+@interruptible
 def bundle(
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="The .pybundle file to write (not needed with --dry-run)."
