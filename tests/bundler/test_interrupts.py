@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import filelock
 import pytest
 from loopback import LoopServer, no_proxy_fixture, server_fixture  # noqa: F401 - fixtures
 
@@ -24,6 +25,8 @@ from conftest import TEST_BUILD, make_tar, real_prefixes, tar_file, tiny_interpr
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.download import Downloader, DownloadItem, make_session
 from pybundle.bundler.stopping import Stopped
+from pybundle.bundler.workfiles import claim_output, lock_path
+from pybundle.errors import AlreadyExistsError
 
 VERSIONS = ("3.10.1", "3.11.1", "3.12.1")
 TRIPLE = "x86_64-unknown-linux-gnu"
@@ -346,3 +349,36 @@ def test_a_stop_ends_our_own_back_off_between_resumes(server: LoopServer, tmp_pa
     assert not thread.is_alive() and time.monotonic() - asked < 1.0
     assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
     assert cache.partial_for(item.key, item.file_name).stat().st_size == len(body) // 2
+
+
+def test_a_stop_ends_the_wait_for_an_entry_another_process_is_fetching(
+    server: LoopServer, tmp_path: Path
+) -> None:
+    body = os.urandom(1000)
+    url = server.add("/ok/a.tar.gz", body=body)
+    cache = Cache(tmp_path / "cache")
+    item = DownloadItem(url, hashlib.sha256(body).hexdigest(), "a.tar.gz", len(body))
+    with filelock.FileLock(str(cache.locks / f"{item.key}.lock")):  # as another bundle would
+        downloader = Downloader(cache)
+        thread, outcome = _fetch_in_thread(downloader, item)
+        time.sleep(0.3)
+        assert thread.is_alive() and not server.hits  # waiting for the lock
+        asked = time.monotonic()
+        downloader.request_stop()
+        thread.join(10)
+        assert not thread.is_alive() and time.monotonic() - asked < 1.0
+    assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
+
+
+def test_the_output_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
+    output = tmp_path / "out" / "x.pybundle"
+    with claim_output(output):
+        assert lock_path(output).is_file()
+        busy = pytest.raises(AlreadyExistsError, match="another pybundle bundle is writing it")
+        with busy, claim_output(output):
+            pass
+    assert list(output.parent.iterdir()) == []
+    lock_path(output).write_text("")  # left by a run killed outright: reused, then removed
+    with claim_output(output):
+        pass
+    assert list(output.parent.iterdir()) == []
