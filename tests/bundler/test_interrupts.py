@@ -142,7 +142,7 @@ def test_ctrl_c_stops_at_once_keeps_the_partial_and_the_next_run_resumes_it(
     seconds, err = _stop(proc, signal.SIGINT)
     assert proc.returncode == 130, err
     assert err.splitlines() == ["pybundle: interrupted"]
-    assert seconds < 3.0, f"{seconds:.2f} s from SIGINT to exit"
+    assert seconds < 2.0, f"{seconds:.2f} s from SIGINT to exit"
     print(f"SIGINT to exit: {seconds:.3f} s")
     (partial,) = _partials(cache)  # kept for the next run; the queued ones never started
     kept = partial.stat().st_size
@@ -178,7 +178,7 @@ def test_sigterm_cleans_up_like_ctrl_c_and_exits_143(
     seconds, err = _stop(proc, signal.SIGTERM)
     assert proc.returncode == 143, err
     assert err.splitlines() == ["pybundle: terminated"]
-    assert seconds < 3.0, f"{seconds:.2f} s from SIGTERM to exit"
+    assert seconds < 2.0, f"{seconds:.2f} s from SIGTERM to exit"
     print(f"SIGTERM to exit: {seconds:.3f} s")
     assert len(_partials(cache)) == 3 and not list((cache / "archives").iterdir())
     assert not output.exists() and _beside(output) == []
@@ -265,7 +265,7 @@ def test_leftovers_of_a_killed_run_go_and_a_live_runs_stay(
     seconds, err = _stop(alive, signal.SIGTERM)
     assert alive.returncode == 143, err
     assert err.splitlines() == ["pybundle: terminated"]
-    assert seconds < 3.0, f"{seconds:.2f} s from SIGTERM to exit while packing"
+    assert seconds < 2.0, f"{seconds:.2f} s from SIGTERM to exit while packing"
     print(f"SIGTERM to exit while packing: {seconds:.3f} s")
     assert work_dirs() == [] and not output.exists()
     assert sorted(p.name for p in out_dir.iterdir()) == sorted([*decoys, "y.pybundle"])

@@ -35,6 +35,7 @@ from pybundle.bundler.download import (
 from pybundle.bundler.pack import write_bundle
 from pybundle.bundler.prefix import pack_prefix, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
+from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest
@@ -322,9 +323,17 @@ def build_bundle(
         work = make_work_dir(output)
         try:
             for info in infos:
+                # in a thread: Ctrl-C must not wait for a compression job running in C
                 items.append(
-                    pack_prefix(
-                        info, work, archive_format=prefix_format, site_packages=prefix_site_packages
+                    run_stoppable(
+                        lambda stop, info=info: pack_prefix(  # type: ignore[misc]
+                            info,
+                            work,
+                            archive_format=prefix_format,
+                            site_packages=prefix_site_packages,
+                            stop=stop,
+                        ),
+                        name="pybundle-pack",
                     )
                 )
             names = [a.file_name for a, _ in items]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import io
 import threading
 import time
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, Optional, TypeVar
+
+T = TypeVar("T")
 
 
 class Stopped(KeyboardInterrupt):
@@ -38,6 +40,35 @@ def pause(stop: Optional[threading.Event], seconds: float) -> None:
         time.sleep(seconds)
     elif stop.wait(seconds):
         raise Stopped
+
+
+def run_stoppable(work: Callable[[threading.Event], T], name: str) -> T:
+    """Run ``work(stop)`` in a daemon thread while this thread waits, and return its result or
+    raise its exception. An exception raised in this thread while it waits (Ctrl-C, the CLI's
+    SIGTERM exception) sets ``stop`` and goes on at once, without waiting for the worker: code
+    that runs long in C (a zstd compression job) cannot delay it; ``work`` is expected to
+    notice ``stop`` soon and clean up after itself.
+    """
+    stop = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(stop)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except BaseException:
+        stop.set()
+        raise
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 class StoppableReader(io.RawIOBase):

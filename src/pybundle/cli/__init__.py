@@ -6,9 +6,9 @@ a one-line message on stderr and the error's exit code (see :mod:`pybundle.error
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _exit_at_once(exc.exit_code)
     except KeyboardInterrupt as exc:  # outside a command (typer catches those inside)
         print(Interrupted(exc).message, file=sys.stderr)
-        _exit_at_once(Interrupted(exc).exit_code)
+        sys.exit(Interrupted(exc).exit_code)
     except Exception as exc:
         if state.verbose:
             traceback.print_exc()
@@ -50,19 +50,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _exit_at_once(code: int) -> NoReturn:
     """Exit with ``code`` after an interruption, whose cleanup has already run while the
-    exception unwound. A worker thread still blocked in a system call that no stop request
-    can reach (a TCP connect to a silent host) would hold the interpreter's exit until it
-    returns: then leave without waiting for it."""
-    others = [
-        t
-        for t in threading.enumerate()
-        if t is not threading.current_thread() and not t.daemon and t.is_alive()
-    ]
-    if others:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    exception unwound: without the interpreter's shutdown, which would first wait for threads
+    that no longer matter (a download thread blocked in a TCP connect to a silent host, the
+    zstd compressor's workers finishing a job of the archive that was just deleted)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 __all__ = ["app", "main"]
