@@ -201,6 +201,8 @@ def test_the_unmutated_sample_still_parses() -> None:
         ("url", "http://[::1/x.tar.gz", "url"),
         ("build", "2024\x00", "build"),
         ("prerelease", "rc\udc80", "prerelease"),
+        ("prerelease", "a" * 5000, "invalid version"),
+        ("patch", -1, "invalid version"),
     ],
 )
 def test_hostile_strings_in_an_entry_are_refused_in_one_line(

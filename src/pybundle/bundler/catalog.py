@@ -278,8 +278,12 @@ def _parse_entry(key: str, raw: Any, source: str) -> Optional[CatalogEntry]:
         return None
     try:
         version = PythonVersion(major, minor, patch, prerelease)
-    except UsageError as exc:  # a malformed prerelease tag or a negative number
-        raise CatalogError(f"catalog {source}: entry {_show(key)}: {exc}") from None
+    except UsageError:  # a malformed prerelease tag or a negative number
+        raise CatalogError(
+            f"catalog {source}: entry {_show(key)} has an invalid version: major "
+            f"{_show(major)}, minor {_show(minor)}, patch {_show(patch)}, prerelease "
+            f"{_show(prerelease)} (expected non-negative numbers and '', aN, bN or rcN)"
+        ) from None
     return CatalogEntry(
         key=key,
         implementation=name,
