@@ -7,7 +7,9 @@ them), packed in PBS install_only layout by pybundle's own packer, as ``--from-p
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gzip
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +68,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, but PYBUNDLE_REQUIRE_TOOLS=1 forbids skips: {reason}"
+
+
+UV_CATALOG_GZ = Path(__file__).resolve().parent / "data" / "python-downloads.json.gz"
+"""uv's real downloads catalog, committed (see tests/data/README.md for where and when from)."""
+
+
+@functools.cache
+def uv_catalog_bytes() -> bytes:
+    """The bytes of uv's real downloads catalog (``tests/data/python-downloads.json.gz``)."""
+    return gzip.decompress(UV_CATALOG_GZ.read_bytes())
+
+
+@functools.cache
+def uv_catalog() -> Path:
+    """uv's real downloads catalog as a plain ``python-downloads.json`` file (for code and tools
+    that take a path or URL), written once per test process to a temporary directory that is
+    removed when the process exits."""
+    directory = Path(tempfile.mkdtemp(prefix="pybundle-test-catalog-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "python-downloads.json"
+    path.write_bytes(uv_catalog_bytes())
+    path.chmod(0o444)
+    return path
 
 
 def pyenv_root() -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
+from conftest import uv_catalog
 from pybundle import targets
 from pybundle.errors import ResolutionError
 from pybundle.targets import (
@@ -21,7 +21,7 @@ from pybundle.targets import (
     parse_triple,
 )
 
-CATALOG = Path(__file__).resolve().parents[1].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 
 
 def _catalog_targets() -> dict[Target, list[tuple[str, dict[str, object]]]]:

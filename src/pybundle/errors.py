@@ -20,6 +20,8 @@ code  class                       meaning
 8     AlreadyExistsError          the output or install exists and ``--force`` was not given,
                                   or the destination is not pybundle's to replace
 9     StorageError                the file system refused: no space, read-only, permission
+130   KeyboardInterrupt           interrupted by Ctrl-C (SIGINT); work files removed
+143   Terminated                  stopped by SIGTERM; work files removed
 ====  ==========================  ==========================================================
 """
 
@@ -123,6 +125,17 @@ class StorageError(PybundleError):
     exit_code = 9
 
 
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (exit 143, 128 + 15).
+
+    Raised in the main thread by the CLI's SIGTERM handler, so that a terminated run unwinds
+    and cleans up exactly as one interrupted by Ctrl-C (a :class:`KeyboardInterrupt`, exit 130)
+    does, instead of dying where it stands.
+    """
+
+    exit_code = 128 + 15
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error",
@@ -134,4 +147,6 @@ EXIT_CODES: dict[int, str] = {
     7: "bundle holds nothing for this host's platform",
     8: "target exists (use --force), or is not pybundle's to replace",
     9: "file system error (space, read-only, permission)",
+    130: "interrupted (Ctrl-C)",
+    143: "terminated (SIGTERM)",
 }

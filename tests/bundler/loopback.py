@@ -1,7 +1,8 @@
 """Loopback servers for the download tests, imported by the test modules (fixtures included):
 a file server whose routes misbehave on purpose (throttled, cut mid-body, Range ignored or
-answered wrongly, 503 with Retry-After, 404), a forwarding proxy (absolute-form GET and
-CONNECT), and a self-signed TLS certificate.
+answered wrongly, 503 with Retry-After, 404), a raw server that sends any bytes it is given
+(for hostile answers), a forwarding proxy (absolute-form GET and CONNECT), and a self-signed
+TLS certificate.
 
 Everything listens on 127.0.0.1 only, and the proxy refuses to forward anywhere else.
 """
@@ -13,6 +14,7 @@ import ipaddress
 import re
 import select
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -188,6 +190,53 @@ def server_fixture() -> Iterator[LoopServer]:
     """A misbehaving file server on 127.0.0.1 (see :class:`Route`)."""
     loop, httpd = start_loop_server()
     yield loop
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# ---- a server that sends exactly the bytes it is given ------------------------------------
+
+
+@dataclass
+class RawServer:
+    """Answers every connection with ``answer`` verbatim (status line, headers and body as
+    given, well-formed or not), then closes it; ``requests`` holds each request's head."""
+
+    url: str
+    answer: bytes = b""
+    requests: list[bytes] = field(default_factory=list)
+
+
+class _RawHandler(socketserver.BaseRequestHandler):
+    server: Any
+
+    def handle(self) -> None:
+        raw: RawServer = self.server.raw
+        sock: socket.socket = self.request
+        sock.settimeout(5)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                head += data
+            raw.requests.append(head)
+            sock.sendall(raw.answer)
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+@pytest.fixture(name="raw_server")
+def raw_server_fixture() -> Iterator[RawServer]:
+    """A :class:`RawServer` on 127.0.0.1."""
+    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _RawHandler)
+    httpd.daemon_threads = True
+    raw = RawServer(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.raw = raw  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    yield raw
     httpd.shutdown()
     httpd.server_close()
 

@@ -14,9 +14,9 @@ import termios
 import threading
 from pathlib import Path
 
-from conftest import Mirror, run_cli
+from conftest import Mirror, run_cli, uv_catalog
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 
 
 def test_dry_run_prints_the_plan_and_downloads_nothing(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import ClassVar
 import pytest
 import requests
 
+from conftest import uv_catalog
 from pybundle.bundler import catalog
 from pybundle.bundler.catalog import (
     CATALOG_ENV,
@@ -27,7 +28,7 @@ from pybundle.errors import CatalogError, DownloadError
 from pybundle.targets import Target
 from pybundle.versions import PythonVersion
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 
 
 @pytest.fixture(scope="module")

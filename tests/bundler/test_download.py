@@ -146,15 +146,30 @@ def test_partial_left_by_a_killed_run_is_resumed(server: LoopServer, tmp_path: P
 
 
 def test_resumed_bytes_are_hashed_too(server: LoopServer, tmp_path: Path) -> None:
-    """A partial whose first bytes are wrong fails the whole-file sha256 and is discarded."""
+    """A partial whose first bytes are wrong fails the whole-file sha256: it is discarded and
+    the archive fetched once more from byte zero, in the same run."""
     url = server.add("/ok/a.tar.gz", body=PAYLOAD)
     cache = Cache(tmp_path / "cache")
     it = item(url)
     cache.partial_for(it.key, it.file_name).write_bytes(b"\0" * 100_000)
+    result = quick(cache).fetch(it)
+    assert result.path.read_bytes() == PAYLOAD and result.resumed_from == 100_000
+    assert [h.range for h in server.hits] == ["bytes=100000-", None]
+    assert cache.partial_files() == []
+
+
+def test_a_server_that_sends_wrong_bytes_fails_after_one_fresh_attempt(
+    server: LoopServer, tmp_path: Path
+) -> None:
+    """Resumed or not, wrong bytes are refused; a damaged partial costs one extra attempt."""
+    url = server.add("/ok/a.tar.gz", body=PAYLOAD)
+    cache = Cache(tmp_path / "cache")
+    wrong = DownloadItem(url, "ab" * 32, "a.tar.gz", len(PAYLOAD))
+    cache.partial_for(wrong.key, wrong.file_name).write_bytes(PAYLOAD[:100_000])
     with pytest.raises(HashMismatchError, match="sha256"):
-        quick(cache).fetch(it)
+        quick(cache).fetch(wrong)
+    assert [h.range for h in server.hits] == ["bytes=100000-", None]
     assert final_names(cache) == [] and cache.partial_files() == []
-    assert quick(cache).fetch(it).path.read_bytes() == PAYLOAD  # next run starts afresh
 
 
 @pytest.mark.parametrize("mode", ["norange", "badrange"])

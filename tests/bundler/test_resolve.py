@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import uv_catalog
 from pybundle.bundler.catalog import CatalogEntry, load_catalog
 from pybundle.bundler.resolve import resolve, resolve_picks
 from pybundle.errors import ResolutionError, UsageError
 from pybundle.targets import Target, parse_platform, parse_platform_or_group
 from pybundle.versions import PythonVersion, VersionRequest, parse_request_list, parse_version_list
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 LINUX = parse_platform("linux-x86_64")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from loopback import LoopServer, no_proxy_fixture, server_fixture  # noqa: F401 - fixtures
 
-from conftest import TEST_BUILD, RealArchive, make_tar, tiny_interpreter_members
+from conftest import TEST_BUILD, RealArchive, make_tar, tiny_interpreter_members, uv_catalog
 from pybundle.bundler.build import build_bundle, make_plan
 from pybundle.bundler.catalog import (
     PBS_RELEASE_PREFIX,
@@ -30,7 +30,7 @@ from pybundle.manifest import Manifest
 from pybundle.targets import Target, parse_platform
 from pybundle.versions import PythonVersion, parse_request_list
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 RELEASE = "20260814"
 
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from conftest import uv_catalog
 from pybundle.bundler.catalog import CatalogEntry, load_catalog
 from pybundle.bundler.resolve import resolve
 from pybundle.targets import host_target, parse_platform
 from pybundle.versions import parse_request_list
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 UV = Path(sys.executable).parent / "uv"
 _CHOICE_RE = re.compile(r"`(?P<key>[^`]+)` \(from `(?P<url>[^`]+)`\) is missing")
 

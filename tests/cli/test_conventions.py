@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_BUILD, make_tar, run_cli, tar_file, tiny_interpreter_members
+from conftest import TEST_BUILD, make_tar, run_cli, tar_file, tiny_interpreter_members, uv_catalog
 
-CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/python-downloads.json"
+CATALOG = uv_catalog()
 
 
 @pytest.fixture

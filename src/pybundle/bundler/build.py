@@ -6,7 +6,6 @@ Each step is a plain function so tests can call it directly; :func:`build_bundle
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,9 @@ from pybundle.bundler.pack import write_bundle
 from pybundle.bundler.prefix import pack_prefix, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
-from pybundle.errors import AlreadyExistsError, ResolutionError, StorageError, UsageError
+from pybundle.bundler.stopping import run_stoppable
+from pybundle.bundler.workfiles import claim_output, make_work_dir
+from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
@@ -257,59 +258,81 @@ def build_bundle(
     already). Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
 
+    From the downloads on, the run holds ``.NAME.lock`` beside the output and first removes
+    what killed runs to the same output left there (:func:`pybundle.bundler.workfiles.
+    claim_output`). Interrupted (KeyboardInterrupt, or the CLI's Terminated on SIGTERM), it
+    stops its downloads within a chunk, keeps their ``.partial`` files for the next run, and
+    removes its work directory and temporary bundle before the exception goes on.
+
     Raises the typed errors of each step: ResolutionError, CatalogError, DownloadError,
-    HashMismatchError, AlreadyExistsError, StorageError, UsageError.
+    HashMismatchError, AlreadyExistsError (also: another run is writing the same output),
+    StorageError, UsageError.
     """
     started = time.monotonic()
     output = output.absolute()
     if output.exists() and not force:
         raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
     infos = [probe_prefix(p) for p in from_prefixes]
-    items: list[tuple[Artifact, Path]] = []
-    downloads: list[DownloadResult] = []
-    summary: Optional[DownloadSummary] = None
     the_plan: Optional[Plan] = None
     if selection.requests:
         if entries is None:
             entries = load_entries(selection)
         the_plan = make_plan(entries, selection)
-        cache = Cache(cache_dir)
-        downloader = Downloader(cache, jobs=jobs, progress=progress)
-        fetch_started = time.monotonic()
+    with claim_output(output):
+        items: list[tuple[Artifact, Path]] = []
+        downloads: list[DownloadResult] = []
+        summary: Optional[DownloadSummary] = None
+        if the_plan is not None:
+            cache = Cache(cache_dir)
+            downloads, summary = _download_all(the_plan, cache, jobs, progress)
+            for p, d in zip(the_plan.artifacts, downloads):
+                artifact = artifact_for_entry(p.entry, d.size, d.sha256)
+                shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
+                artifact = replace(
+                    artifact, unpacked_size=shape.unpacked_size, file_count=shape.file_count
+                )
+                items.append((artifact, d.path))
+        work = make_work_dir(output)
         try:
-            downloads = downloader.fetch_all(
-                [p.item for p in the_plan.artifacts],
-                # measure each archive for the manifest while the other downloads go on
-                after=lambda d: cache.shape(d.sha256, d.path, _format_of(d.path)),
+            for info in infos:
+                # in a thread: Ctrl-C must not wait for a compression job running in C
+                items.append(
+                    run_stoppable(
+                        lambda stop, info=info: pack_prefix(  # type: ignore[misc]
+                            info,
+                            work,
+                            archive_format=prefix_format,
+                            site_packages=prefix_site_packages,
+                            stop=stop,
+                        ),
+                        name="pybundle-pack",
+                    )
+                )
+            names = [a.file_name for a, _ in items]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
+            manifest = write_bundle(
+                output, items, secret_key=secret_key, force=force, serial=serial, expires=expires
             )
         finally:
-            downloader.close()
-        summary = summarize(downloads, time.monotonic() - fetch_started)
-        for p, d in zip(the_plan.artifacts, downloads):
-            artifact = artifact_for_entry(p.entry, d.size, d.sha256)
-            shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
-            artifact = replace(
-                artifact, unpacked_size=shape.unpacked_size, file_count=shape.file_count
-            )
-            items.append((artifact, d.path))
+            shutil.rmtree(work, ignore_errors=True)
+    return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
+
+
+def _download_all(
+    the_plan: Plan, cache: Cache, jobs: int, progress: Optional[Progress]
+) -> tuple[list[DownloadResult], DownloadSummary]:
+    """Fetch the plan's archives into the cache, measuring each (:meth:`Cache.shape`) in its
+    download thread while the other downloads go on; returns the results in plan order and
+    their summary. Stoppable: see :meth:`Downloader.fetch_all`."""
+    downloader = Downloader(cache, jobs=jobs, progress=progress)
+    started = time.monotonic()
     try:
-        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".work", dir=output.parent))
-    except OSError as exc:
-        raise StorageError(f"{output.parent}: cannot create a work directory: {exc}") from exc
-    try:
-        for info in infos:
-            items.append(
-                pack_prefix(
-                    info, work, archive_format=prefix_format, site_packages=prefix_site_packages
-                )
-            )
-        names = [a.file_name for a, _ in items]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
-        manifest = write_bundle(
-            output, items, secret_key=secret_key, force=force, serial=serial, expires=expires
+        downloads = downloader.fetch_all(
+            [p.item for p in the_plan.artifacts],
+            after=lambda d: cache.shape(d.sha256, d.path, _format_of(d.path), downloader.stop),
         )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
+        downloader.close()
+    return downloads, summarize(downloads, time.monotonic() - started)

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -37,6 +38,7 @@ import filelock
 import platformdirs
 
 from pybundle.archives import ArchiveShape, scan_archive
+from pybundle.bundler.stopping import StoppableReader, check
 from pybundle.errors import HashMismatchError, StorageError
 from pybundle.hashing import check_digest, sha256_file
 
@@ -47,6 +49,10 @@ CACHEDIR_TAG = (
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
 _SHA_LEN = 64
+_SHAPE_RECORD_MAX = 4096
+"""A ``shapes/`` record is a few dozen bytes; anything longer than this is damaged."""
+_LOCK_POLL = 0.1
+"""Seconds between checks of the stop event while waiting for an entry's lock."""
 
 
 def default_cache_dir() -> Path:
@@ -124,20 +130,32 @@ class Cache:
         return f"{sha256.lower()[:9]}-{file_name.replace('+', '-')}"
 
     @contextmanager
-    def locked(self, key: str, timeout: float = -1) -> Iterator[None]:
-        """Hold the entry's lock (``locks/<key>.lock``); waits ``timeout`` seconds (-1: forever).
+    def locked(
+        self, key: str, timeout: float = -1, stop: Optional[threading.Event] = None
+    ) -> Iterator[None]:
+        """Hold the entry's lock (``locks/<key>.lock``); waits ``timeout`` seconds (-1: forever),
+        checking ``stop`` every :data:`_LOCK_POLL` seconds while it waits.
 
         Raises:
             filelock.Timeout: when the lock was not acquired in time.
             StorageError: the lock file cannot be created.
+            Stopped: ``stop`` was set while waiting.
         """
-        lock = filelock.FileLock(str(self.locks / f"{key}.lock"), timeout=timeout)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise
-        except OSError as exc:
-            raise StorageError(f"{self.locks}: cannot lock a cache entry: {exc}") from exc
+        lock = filelock.FileLock(str(self.locks / f"{key}.lock"))
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while True:
+            check(stop)
+            wait = _LOCK_POLL if stop is not None else timeout
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            try:
+                lock.acquire(timeout=wait)
+                break
+            except filelock.Timeout:
+                if stop is None or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+            except OSError as exc:
+                raise StorageError(f"{self.locks}: cannot lock a cache entry: {exc}") from exc
         try:
             yield
         finally:
@@ -150,6 +168,7 @@ class Cache:
 
         Call it under the entry's lock. A present file that fails the check is deleted (evicted)
         and None is returned; a hit gets its modification time refreshed (last use).
+        Raises StorageError when the file cannot be read or evicted.
         """
         path = self.path_for(sha256, file_name)
         if not path.is_file():
@@ -157,8 +176,13 @@ class Cache:
         try:
             check_digest(str(path), sha256_file(path), sha256, size)
         except HashMismatchError:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot evict a damaged cache entry: {exc}") from exc
             return None
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read the cached archive: {exc}") from exc
         with suppress(OSError):
             os.utime(path)
         return path
@@ -174,49 +198,64 @@ class Cache:
             raise StorageError(f"{final}: cannot store the download: {exc}") from exc
         return final
 
-    def shape(self, sha256: str, path: Path, archive_format: str) -> ArchiveShape:
+    def shape(
+        self,
+        sha256: str,
+        path: Path,
+        archive_format: str,
+        stop: Optional[threading.Event] = None,
+    ) -> ArchiveShape:
         """What the verified archive at ``path`` unpacks to (bytes of regular files, members),
         for the manifest's decompression budget. Measured once by reading its tar headers
-        (:func:`pybundle.archives.scan_archive`) and remembered in ``shapes/<sha256>.json``,
-        so a warm-cache bundle does not decompress again.
+        (:func:`pybundle.archives.scan_archive`) and remembered in ``shapes/<sha256>.json``
+        (``{"sha256": ..., "unpacked_size": <bytes>, "file_count": <members>}``), so a
+        warm-cache bundle does not decompress again. A record that is damaged in any way (not
+        JSON, another archive's, counts that are not non-negative integers) is ignored and
+        measured again; one that cannot be written is simply not remembered.
 
-        Raises UnsafeArchiveError when the archive cannot be read.
+        Raises UnsafeArchiveError when the archive cannot be read, StorageError when it cannot
+        be opened, Stopped when ``stop`` is set during the scan.
         """
-        record = self.shapes / f"{sha256.lower()}.json"
-        with suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads(record.read_text(encoding="ascii"))
-            return ArchiveShape(int(data["unpacked_size"]), int(data["file_count"]))
+        sha256 = sha256.lower()
+        record = self.shapes / f"{sha256}.json"
+        remembered = _read_shape(record, sha256)
+        if remembered is not None:
+            return remembered
         try:
             with open(path, "rb") as stream:
-                shape = scan_archive(stream, archive_format, str(path))
+                shape = scan_archive(StoppableReader(stream, stop), archive_format, str(path))  # type: ignore[arg-type]
         except OSError as exc:
             raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        with suppress(OSError):
-            fd, tmp = tempfile.mkstemp(prefix=".shape.", dir=self.shapes)
-            with os.fdopen(fd, "w", encoding="ascii") as out:
-                json.dump(
-                    {"unpacked_size": shape.unpacked_size, "file_count": shape.file_count}, out
-                )
-            os.replace(tmp, record)
+        _write_shape(record, sha256, shape)
         return shape
 
     def entries(self) -> list[CacheEntry]:
         """Every archive under a final name, sorted by file name then sha256 (not re-hashed)."""
         found = []
-        for path in self.archives.iterdir():
+        try:
+            paths = list(self.archives.iterdir())
+        except OSError as exc:
+            raise StorageError(f"{self.archives}: cannot list the cache: {exc}") from exc
+        for path in paths:
             name = path.name
             if len(name) <= _SHA_LEN + 1 or name[_SHA_LEN] != "-" or not path.is_file():
                 continue
             sha = name[:_SHA_LEN]
             if any(c not in "0123456789abcdef" for c in sha):
                 continue
-            st = path.stat()
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # removed meanwhile (another process cleaning)
             found.append(CacheEntry(sha, name[_SHA_LEN + 1 :], path, st.st_size, st.st_mtime))
         return sorted(found, key=lambda e: (e.file_name, e.sha256))
 
     def partial_files(self) -> list[Path]:
         """Every ``.partial`` file (interrupted or in-flight downloads)."""
-        return sorted(p for p in self.partials.iterdir() if p.name.endswith(".partial"))
+        try:
+            return sorted(p for p in self.partials.iterdir() if p.name.endswith(".partial"))
+        except OSError as exc:
+            raise StorageError(f"{self.partials}: cannot list the cache: {exc}") from exc
 
     def clean(self, older_than: Optional[float] = None, now: Optional[float] = None) -> CleanReport:
         """Remove archives (and partial downloads) not used for ``older_than`` seconds, or all
@@ -232,7 +271,10 @@ class Cache:
             if older_than is None or now - e.last_used > older_than
         ]
         for partial in self.partial_files():
-            st = partial.stat()
+            try:
+                st = partial.stat()
+            except OSError:
+                continue  # finished or removed meanwhile
             if older_than is None or now - st.st_mtime > older_than:
                 key = partial.name.split("-", 1)[0]
                 if key == "url":
@@ -284,3 +326,45 @@ class Cache:
                     raise StorageError(f"{target}: cannot export: {exc.strerror}") from exc
                 written.append(target)
         return written
+
+
+def _read_shape(record: Path, sha256: str) -> Optional[ArchiveShape]:
+    """The remembered shape in ``record`` if it is intact and about ``sha256``, else None."""
+    try:
+        with open(record, "rb") as f:
+            raw = f.read(_SHAPE_RECORD_MAX + 1)
+    except OSError:
+        return None
+    if len(raw) > _SHAPE_RECORD_MAX:
+        return None
+    try:
+        data = json.loads(raw.decode("ascii"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return None
+    if not isinstance(data, dict):
+        return None
+    size, count = data.get("unpacked_size"), data.get("file_count")
+    if data.get("sha256", sha256) != sha256:
+        return None
+    if not isinstance(size, int) or not isinstance(count, int):
+        return None
+    if isinstance(size, bool) or isinstance(count, bool):
+        return None
+    if not (0 <= size < 2**63 and 0 <= count < 2**63):
+        return None
+    return ArchiveShape(size, count)
+
+
+def _write_shape(record: Path, sha256: str, shape: ArchiveShape) -> None:
+    """Remember ``shape`` in ``record`` (atomically); a failure only means it is not remembered."""
+    doc = {"sha256": sha256, "unpacked_size": shape.unpacked_size, "file_count": shape.file_count}
+    tmp: Optional[str] = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".shape.", dir=record.parent)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            json.dump(doc, out)
+        os.replace(tmp, record)
+    except OSError:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)

@@ -79,6 +79,22 @@ _ARCHIVE_SUFFIXES: tuple[tuple[str, str], ...] = (
 )
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 64 * 1024
+#: Characters no catalog string may hold: C0/C1 controls, line and paragraph separators, lone
+#: surrogates (from JSON ``\ud800`` escapes). They would break one-line messages and output.
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SHOW_MAX = 80
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` for a one-line message: control characters escaped, at most 80 chars."""
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def _name(source: str) -> str:
+    """A path or URL for a message: as is, or quoted by :func:`_show` if it holds characters
+    that would break the line."""
+    return _show(source) if _BAD_CHARS.search(source) else source
 
 
 def _archive_format(file_name: str) -> Optional[str]:
@@ -172,10 +188,33 @@ def _field(raw: Mapping[str, Any], name: str, kind: type, key: str, source: str)
     value = raw.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise CatalogError(
-            f"catalog {source}: entry {key!r} has no valid {name!r} "
-            f"(expected {kind.__name__}, got {value!r})"
+            f"catalog {source}: entry {_show(key)} has no valid {name!r} "
+            f"(expected {kind.__name__}, got {_show(value)})"
         )
+    if isinstance(value, str):
+        _check_text(value, name, key, source)
     return value
+
+
+def _check_text(value: str, name: str, key: str, source: str) -> None:
+    """Refuse a catalog string holding control characters or lone surrogates."""
+    if _BAD_CHARS.search(value):
+        raise CatalogError(
+            f"catalog {source}: entry {_show(key)} has control characters or invalid "
+            f"Unicode in {name!r}: {_show(value)}"
+        )
+
+
+def _check_url(url: str, key: str, source: str) -> None:
+    """Refuse a URL that cannot be parsed or sent: no spaces, a valid host and port."""
+    problem = " " in url or not url.isprintable()
+    if not problem:
+        try:
+            _ = urllib.parse.urlsplit(url).port  # parses the host part and the port
+        except ValueError:
+            problem = True
+    if problem:
+        raise CatalogError(f"catalog {source}: entry {_show(key)} has an invalid url {_show(url)}")
 
 
 def _build_from_url(url: str) -> str:
@@ -186,32 +225,47 @@ def _build_from_url(url: str) -> str:
 
 def _parse_entry(key: str, raw: Any, source: str) -> Optional[CatalogEntry]:
     """One catalog entry, or None if it is for something we do not handle (skipped)."""
+    if _BAD_CHARS.search(key):
+        raise CatalogError(
+            f"catalog {source}: entry key {_show(key)} has control characters or invalid Unicode"
+        )
     if not isinstance(raw, dict):
-        raise CatalogError(f"catalog {source}: entry {key!r} is not a JSON object")
+        raise CatalogError(f"catalog {source}: entry {_show(key)} is not a JSON object")
     name = _field(raw, "name", str, key, source)
     os_name = _field(raw, "os", str, key, source)
     libc = _field(raw, "libc", str, key, source)
     arch = _field(raw, "arch", dict, key, source)
     family = _field(arch, "family", str, key, source)
     arch_variant = arch.get("variant")
-    if arch_variant is not None and not isinstance(arch_variant, str):
-        raise CatalogError(f"catalog {source}: entry {key!r} has an invalid arch variant")
+    if arch_variant is not None:
+        if not isinstance(arch_variant, str):
+            raise CatalogError(f"catalog {source}: entry {_show(key)} has an invalid arch variant")
+        _check_text(arch_variant, "arch.variant", key, source)
     major = _field(raw, "major", int, key, source)
     minor = _field(raw, "minor", int, key, source)
     patch = _field(raw, "patch", int, key, source)
     prerelease = raw.get("prerelease") or ""
     url = _field(raw, "url", str, key, source)
+    _check_url(url, key, source)
     sha256 = raw.get("sha256")
     variant = raw.get("variant") or "default"
     build = raw.get("build")
     if sha256 is not None:
         if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256.lower()):
-            raise CatalogError(f"catalog {source}: entry {key!r} has an invalid sha256 {sha256!r}")
+            raise CatalogError(
+                f"catalog {source}: entry {_show(key)} has an invalid sha256 {_show(sha256)}"
+            )
         sha256 = sha256.lower()
     if not isinstance(prerelease, str) or not isinstance(variant, str):
-        raise CatalogError(f"catalog {source}: entry {key!r} has an invalid prerelease or variant")
+        raise CatalogError(
+            f"catalog {source}: entry {_show(key)} has an invalid prerelease or variant"
+        )
     if build is not None and not isinstance(build, str):
-        raise CatalogError(f"catalog {source}: entry {key!r} has an invalid build {build!r}")
+        raise CatalogError(
+            f"catalog {source}: entry {_show(key)} has an invalid build {_show(build)}"
+        )
+    for field, text in (("prerelease", prerelease), ("variant", variant), ("build", build or "")):
+        _check_text(text, field, key, source)
 
     # Forward compatibility: skip what we cannot install rather than refuse the catalog.
     target = Target(os_name, family, libc, arch_variant)
@@ -224,8 +278,12 @@ def _parse_entry(key: str, raw: Any, source: str) -> Optional[CatalogEntry]:
         return None
     try:
         version = PythonVersion(major, minor, patch, prerelease)
-    except UsageError as exc:  # a malformed prerelease tag or a negative number
-        raise CatalogError(f"catalog {source}: entry {key!r}: {exc}") from None
+    except UsageError:  # a malformed prerelease tag or a negative number
+        raise CatalogError(
+            f"catalog {source}: entry {_show(key)} has an invalid version: major "
+            f"{_show(major)}, minor {_show(minor)}, patch {_show(patch)}, prerelease "
+            f"{_show(prerelease)} (expected non-negative numbers and '', aN, bN or rcN)"
+        ) from None
     return CatalogEntry(
         key=key,
         implementation=name,
@@ -251,14 +309,19 @@ def parse_catalog(data: bytes, source: str) -> list[CatalogEntry]:
         source: path or URL it came from, used only in error messages.
 
     Raises:
-        CatalogError: not UTF-8 JSON, not an object of objects, or an entry lacks a required
-            field or has one of the wrong type; one line naming ``source`` (and the entry key).
+        CatalogError: not UTF-8 JSON (or nested too deeply), not an object of objects, an entry
+            lacks a required field or has one of the wrong type, a string holds control
+            characters or lone surrogates, or a URL cannot be parsed; one line naming
+            ``source`` (and the entry key).
     """
+    source = _name(source)
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
+        reason = " ".join(str(exc).split())[:200]
         raise CatalogError(f"catalog {source} is not valid JSON: {reason}") from None
+    except RecursionError:
+        raise CatalogError(f"catalog {source} is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise CatalogError(
             f"catalog {source} is not a JSON object of downloads (got {type(doc).__name__})"
@@ -276,7 +339,18 @@ def _read_file(path: str, source: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise CatalogError(f"cannot read catalog {source}: {reason}") from None
+        raise CatalogError(f"cannot read catalog {_name(source)}: {reason}") from None
+    except ValueError:  # a NUL character in the path
+        raise CatalogError(f"cannot read catalog {_name(source)}: invalid path") from None
+
+
+def _scheme(source: str) -> str:
+    """The lower-case URL scheme of ``source`` ("" for a plain path); CatalogError if the
+    text cannot be parsed as a URL."""
+    try:
+        return urllib.parse.urlsplit(source).scheme.lower()
+    except ValueError:  # e.g. an unbalanced "[" in the host part
+        raise CatalogError(f"cannot read catalog {_name(source)}: not a valid URL") from None
 
 
 def _fetch(url: str, session: requests.Session, timeout: float) -> bytes:
@@ -291,8 +365,8 @@ def _fetch(url: str, session: requests.Session, timeout: float) -> bytes:
                 raise DownloadError(
                     f"cannot fetch catalog {url}: HTTP {resp.status_code} {reason}".rstrip()
                 )
-            length = resp.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > limit:
+            length = resp.headers.get("Content-Length", "").strip()
+            if re.fullmatch(r"[0-9]+", length) and (len(length) > 18 or int(length) > limit):
                 raise DownloadError(too_big)
             body = bytearray()
             for chunk in resp.iter_content(_CHUNK):
@@ -300,8 +374,10 @@ def _fetch(url: str, session: requests.Session, timeout: float) -> bytes:
                 if len(body) > limit:
                     raise DownloadError(too_big)
             return bytes(body)
-    except requests.RequestException as exc:
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    except (requests.RequestException, ValueError, UnicodeError) as exc:
+        # ValueError, UnicodeError: some malformed answers (a redirect to an unparsable place)
+        # get through requests as these
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise DownloadError(f"cannot fetch catalog {url}: {reason}") from None
 
 
@@ -323,14 +399,18 @@ def load_catalog(
         CatalogError: the file cannot be read, or the content is not a catalog; names the source.
     """
     local = _local_path(source)
-    if local is not None and local.is_dir():
+    try:
+        is_dir = local is not None and local.is_dir()
+    except (OSError, ValueError):  # ValueError: a NUL character in the path
+        raise CatalogError(f"cannot read catalog {_name(source)}: invalid path") from None
+    if is_dir and local is not None:
         return load_local_directory(local)
     data = _load_bytes(source, session, timeout)
     return parse_catalog(data, source)
 
 
 def _local_path(source: str) -> Optional[Path]:
-    scheme = urllib.parse.urlsplit(source).scheme.lower()
+    scheme = _scheme(source)
     if scheme in ("http", "https"):
         return None
     if scheme == "file":
@@ -355,9 +435,11 @@ def apply_mirror(url: str, mirror: Optional[str]) -> str:
 
 # ---- python-build-standalone release assets, named by PBS's file-name convention -------------
 
-#: ``cpython-<version>[+<build>]-<triple>-<rest>`` (PBS ``docs/distributions.rst``).
+#: ``cpython-<version>[+<build>]-<triple>-<rest>`` (PBS ``docs/distributions.rst``). Digits are
+#: ASCII and at most 9 long, so that what matches converts to ``int`` quickly and exactly.
 _PBS_NAME_RE = re.compile(
-    r"cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)(?:\+(?P<build>\d{8}))?-"
+    r"cpython-(?P<version>[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?)"
+    r"(?:\+(?P<build>[0-9]{8}))?-"
     r"(?P<arch>[a-z0-9_]+)-(?:unknown-linux-(?P<libc>gnu|musl|gnueabi|gnueabihf)|"
     r"(?P<apple>apple-darwin)|(?P<windows>pc-windows-msvc))-(?P<rest>.+)"
 )
@@ -368,7 +450,7 @@ _PBS_REST_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     ("install_only", re.compile(r"(?:(?P<config>[a-z0-9+_-]+)-)?install_only\.tar\.gz")),
     ("full", re.compile(r"(?P<config>[a-z0-9+_-]+)-full\.tar\.zst")),
-    ("full", re.compile(r"(?P<config>[a-z0-9+_-]+)-(?P<stamp>\d{8})T\d{4}\.tar\.zst")),
+    ("full", re.compile(r"(?P<config>[a-z0-9+_-]+)-(?P<stamp>[0-9]{8})T[0-9]{4}\.tar\.zst")),
 )
 
 
@@ -436,9 +518,11 @@ def parse_pbs_file_name(file_name: str) -> Optional[PbsName]:
             if debug
             else "default"
         )
-        return PbsName(
-            PythonVersion.parse(m.group("version")), build, target, variant, flavour, config
-        )
+        try:
+            version = PythonVersion.parse(m.group("version"))
+        except UsageError:  # e.g. "03.10.0": not a version PBS would write
+            return None
+        return PbsName(version, build, target, variant, flavour, config)
     return None
 
 
@@ -566,7 +650,10 @@ def load_local_directory(directory: Path) -> list[CatalogEntry]:
         )
         sums = {name: sha for sha, name in parse_sha256sums(text, str(files["SHA256SUMS"]))}
     names = sorted(n for n in files if parse_pbs_file_name(n) is not None)
-    sizes = {n: files[n].stat().st_size for n in names}
+    try:
+        sizes = {n: files[n].stat().st_size for n in names}
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog directory {directory}: {exc.strerror}") from None
     entries = entries_from_sha256sums(
         [(n, sums.get(n)) for n in names],
         lambda name: files[name].resolve().as_uri(),
@@ -581,7 +668,7 @@ def load_local_directory(directory: Path) -> list[CatalogEntry]:
 
 def _load_bytes(source: str, session: Optional[requests.Session], timeout: float) -> bytes:
     """The bytes of a path, ``file://`` URL or ``http(s)://`` URL (see :func:`load_catalog`)."""
-    scheme = urllib.parse.urlsplit(source).scheme.lower()
+    scheme = _scheme(source)
     if scheme in ("http", "https"):
         if session is not None:
             return _fetch(source, session, timeout)

@@ -21,20 +21,35 @@ and size, and only then renamed to its final name. The rules:
   token to ``https://github.com`` and ``https://api.github.com`` only (requests drops it on a
   redirect to another host).
 * ``file://`` URLs (local directory catalogs) are copied through the same hashing path.
+* **Stoppable**: :meth:`Downloader.request_stop` (called by :meth:`Downloader.fetch_all` when
+  Ctrl-C or SIGTERM interrupts the main thread) makes every transfer stop within a chunk: the
+  worker threads check a :class:`threading.Event` between chunks, while waiting for a cache
+  lock and in every retry back-off (urllib3's too), and the sockets of transfers under way are
+  shut down so that a stalled read returns at once. Queued archives are cancelled. A stopped
+  transfer keeps its ``.partial`` file (the next run resumes it) and never gives a file its
+  final cache name.
+* **Hostile answers**: whatever a server sends (bad or huge ``Content-Length``,
+  ``Content-Range`` or ``Retry-After`` values, invalid chunked encoding, bodies cut short or
+  longer than the catalog's size, redirects to other schemes or to unparsable locations) ends
+  in :class:`DownloadError` or :class:`HashMismatchError` naming the URL; an unparsable
+  ``Retry-After`` is ignored (the exponential back-off applies).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -46,6 +61,7 @@ from urllib3.util.retry import Retry
 
 from pybundle import __version__
 from pybundle.bundler.cache import Cache, entry_key
+from pybundle.bundler.stopping import Stopped, check, pause
 from pybundle.errors import DownloadError, HashMismatchError, StorageError
 from pybundle.hashing import CHUNK_SIZE
 
@@ -58,8 +74,13 @@ DEFAULT_BACKOFF = 0.5
 MAX_RETRY_AFTER = 60.0
 #: Hosts that receive ``GITHUB_TOKEN`` (over https only).
 GITHUB_HOSTS: tuple[str, ...] = ("github.com", "api.github.com")
+#: Seconds :meth:`Downloader.fetch_all` waits, after a stop, for transfers to wind down.
+STOP_GRACE = 0.5
 _STREAM_CHUNK = 256 * 1024
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: Digits accepted in a byte count of a header: 10**18 bytes is far beyond any archive, and a
+#: longer number would be slow (or refused) to convert.
+_MAX_DIGITS = 18
 
 
 @dataclass(frozen=True)
@@ -147,11 +168,32 @@ class _NoProgress:
 
 
 class _CappedRetry(Retry):
-    """urllib3's Retry with ``Retry-After`` shortened to :data:`MAX_RETRY_AFTER` seconds."""
+    """urllib3's Retry with ``Retry-After`` shortened to :data:`MAX_RETRY_AFTER` seconds (and
+    ignored when it cannot be parsed), and sleeps that end early when ``stop`` is set."""
+
+    stop: Optional[threading.Event] = None
+
+    def new(self, **kw: Any) -> _CappedRetry:
+        retry = super().new(**kw)
+        retry.stop = self.stop
+        return retry
 
     def get_retry_after(self, response: Any) -> Optional[float]:
-        value = super().get_retry_after(response)
+        try:
+            value = super().get_retry_after(response)
+        except (ValueError, OverflowError, IndexError, TypeError, urllib3.exceptions.HTTPError):
+            # hostile or broken: an unparsable date, a number too long for int(), a year
+            # beyond time_t; the exponential back-off applies instead
+            return None
         return None if value is None else min(value, MAX_RETRY_AFTER)
+
+    def sleep(self, response: Any = None) -> None:
+        """urllib3's sleep (``Retry-After`` if the server sent a usable one, else the
+        exponential back-off), interrupted by :class:`Stopped` when ``stop`` is set."""
+        delay: Optional[float] = None
+        if self.respect_retry_after_header and response is not None:
+            delay = self.get_retry_after(response)
+        pause(self.stop, delay if delay else self.get_backoff_time())
 
 
 class GitHubTokenAuth(requests.auth.AuthBase):
@@ -168,13 +210,17 @@ class GitHubTokenAuth(requests.auth.AuthBase):
 
 
 def make_session(
-    retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, pool_size: int = 16
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    pool_size: int = 16,
+    stop: Optional[threading.Event] = None,
 ) -> requests.Session:
     """A requests session with retries on connection errors, 429 and 5xx (Retry-After honoured,
     capped at :data:`MAX_RETRY_AFTER`), exponential backoff ``backoff * 2**n`` seconds.
 
     Proxies and CA bundles come from the standard environment, as requests does by default;
-    ``GITHUB_TOKEN`` is attached for GitHub hosts only (:class:`GitHubTokenAuth`).
+    ``GITHUB_TOKEN`` is attached for GitHub hosts only (:class:`GitHubTokenAuth`). When
+    ``stop`` is given, a retry's sleep ends with :class:`Stopped` as soon as it is set.
     """
     retry = _CappedRetry(
         total=retries,
@@ -187,6 +233,7 @@ def make_session(
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+    retry.stop = stop
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
     session.mount("http://", adapter)
@@ -203,7 +250,9 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_COUNT = f"[0-9]{{1,{_MAX_DIGITS}}}"
+_CONTENT_RANGE_RE = re.compile(rf"bytes[ \t]+({_COUNT})-({_COUNT})/({_COUNT}|\*)")
+_CONTENT_LENGTH_RE = re.compile(_COUNT)
 
 
 class _Restart(Exception):
@@ -221,8 +270,11 @@ class Downloader:
         backoff: base of the exponential backoff, in seconds.
         progress: transfer events receiver (none by default: nothing is drawn).
         session_factory: makes one requests session per worker thread (default
-            :func:`make_session` with ``retries`` and ``backoff``).
+            :func:`make_session` with ``retries``, ``backoff`` and :attr:`stop`).
         read_timeout: seconds without a byte before a transfer counts as cut.
+
+    Attributes:
+        stop: the event :meth:`request_stop` sets; transfers raise :class:`Stopped` once it is.
     """
 
     def __init__(
@@ -241,10 +293,12 @@ class Downloader:
         self.retries = retries
         self.backoff = backoff
         self.progress: Progress = progress or _NoProgress()
-        self._factory = session_factory or (lambda: make_session(retries, backoff))
+        self.stop = threading.Event()
+        self._factory = session_factory or (lambda: make_session(retries, backoff, stop=self.stop))
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        self._streaming: set[requests.Response] = set()
         self.read_timeout = read_timeout
 
     def _session(self) -> requests.Session:
@@ -263,6 +317,25 @@ class Downloader:
                 s.close()
             self._sessions.clear()
 
+    def request_stop(self) -> None:
+        """Make every transfer stop (from any thread): sets :attr:`stop`, then shuts down the
+        sockets of bodies being streamed, so that a read waiting on a stalled server returns
+        at once. Each worker then raises :class:`Stopped`, keeping its ``.partial`` file."""
+        self.stop.set()
+        with self._lock:
+            streaming = list(self._streaming)
+        for resp in streaming:
+            _shut_down(resp)
+
+    def _watch(self, resp: requests.Response) -> None:
+        with self._lock:
+            self._streaming.add(resp)
+        check(self.stop)  # a stop requested just before this response was registered
+
+    def _unwatch(self, resp: requests.Response) -> None:
+        with self._lock:
+            self._streaming.discard(resp)
+
     # ---- one archive
 
     def fetch(self, item: DownloadItem) -> DownloadResult:
@@ -270,7 +343,9 @@ class Downloader:
 
         Holds the entry's cache lock throughout, so concurrent processes fetch it once. An
         archive without an expected sha256 is always transferred (nothing can vouch for a
-        cached copy) and stored under the digest computed while streaming.
+        cached copy) and stored under the digest computed while streaming. A resumed transfer
+        whose result fails the check (the ``.partial`` on disk was damaged) is fetched once
+        more from byte zero before the mismatch is reported.
 
         Raises:
             DownloadError: HTTP 4xx, 429/5xx or connection failures after the retries; names
@@ -278,9 +353,11 @@ class Downloader:
             HashMismatchError: the bytes differ from the catalog's sha256 or size (the partial
                 file is deleted, so the next attempt starts afresh).
             StorageError: the cache cannot be written.
+            Stopped: :meth:`request_stop` was called (the ``.partial`` file stays).
         """
         started = time.monotonic()
-        with self.cache.locked(item.key):
+        check(self.stop)
+        with self.cache.locked(item.key, stop=self.stop):
             if item.sha256:
                 hit = self.cache.lookup(item.sha256, item.file_name, item.size)
                 if hit is not None:
@@ -292,30 +369,34 @@ class Downloader:
             partial = self.cache.partial_for(item.key, item.file_name)
             if not item.sha256:
                 partial.unlink(missing_ok=True)  # unverifiable bytes are never resumed
-            scheme = urllib.parse.urlsplit(item.url).scheme.lower()
-            if scheme == "file":
-                digest, size, transferred, resumed = self._copy_local(item, partial)
-            elif scheme in ("http", "https"):
-                digest, size, transferred, resumed = self._download(item, partial)
-            else:
-                raise DownloadError(f"{item.url}: unsupported URL scheme {scheme!r}")
             try:
-                if item.size is not None and size != item.size:
-                    raise HashMismatchError(
-                        f"{item.url}: downloaded {size} bytes, the catalog says {item.size} bytes"
-                    )
-                if item.sha256 and digest != item.sha256.lower():
-                    raise HashMismatchError(
-                        f"{item.url}: sha256 of the download is {digest}, "
-                        f"the catalog says {item.sha256.lower()}"
-                    )
-            except HashMismatchError:
-                partial.unlink(missing_ok=True)
-                raise
+                scheme = urllib.parse.urlsplit(item.url).scheme.lower()
+            except ValueError:  # e.g. an unbalanced "[" in the host part
+                raise DownloadError(f"{item.url}: not a valid URL") from None
+            if scheme not in ("file", "http", "https"):
+                raise DownloadError(f"{item.url}: unsupported URL scheme {scheme!r}")
+            transferred = 0
+            resumed_from: Optional[int] = None
+            while True:
+                if scheme == "file":
+                    digest, size, got, resumed = self._copy_local(item, partial)
+                else:
+                    digest, size, got, resumed = self._download(item, partial)
+                transferred += got
+                resumed_from = resumed if resumed_from is None else resumed_from
+                check(self.stop)  # a transfer cut by a stop is not a finished one
+                try:
+                    _verify(item, digest, size)
+                except HashMismatchError:
+                    partial.unlink(missing_ok=True)
+                    if resumed:  # the bytes kept from an earlier run may be the bad ones
+                        continue
+                    raise
+                break
             path = self.cache.commit(partial, digest, item.file_name)
         self.progress.finish(item, cached=False)
         return DownloadResult(
-            item, path, size, False, digest, transferred, resumed, time.monotonic() - started
+            item, path, size, False, digest, transferred, resumed_from, time.monotonic() - started
         )
 
     def _copy_local(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
@@ -326,6 +407,7 @@ class Downloader:
             with open(source, "rb") as src, open(partial, "wb") as out:
                 self.progress.start(item, item.size or os.fstat(src.fileno()).st_size, 0)
                 while chunk := src.read(CHUNK_SIZE):
+                    check(self.stop)
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
@@ -336,6 +418,9 @@ class Downloader:
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise StorageError(f"cannot copy {item.url} into the cache: {exc.strerror}") from exc
+        except Stopped:
+            partial.unlink(missing_ok=True)  # a local copy is not resumed: it starts afresh
+            raise
         return digest.hexdigest(), size, size, 0
 
     def _download(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
@@ -360,6 +445,7 @@ class Downloader:
         restarts = 0
         session = self._session()
         while True:
+            check(self.stop)
             in_body = False
             if item.size is not None and offset == item.size and item.sha256:
                 if digest.hexdigest() == item.sha256.lower():
@@ -376,30 +462,37 @@ class Downloader:
                     headers=headers,
                     timeout=(CONNECT_TIMEOUT, self.read_timeout),
                 ) as resp:
-                    mode = self._check_response(item, resp, offset)
-                    if mode == "restart":
-                        raise _Restart
-                    if mode == "done":
-                        return digest.hexdigest(), offset, transferred, first_offset
-                    if mode == "whole" and offset:
-                        offset, digest = self._truncate(partial), hashlib.sha256()
-                    total = _total_size(resp, offset) or item.size
-                    self.progress.start(item, total, offset)
-                    in_body = True
+                    self._watch(resp)
                     try:
-                        with open(partial, "ab") as out:
-                            for chunk in _body_chunks(resp):
-                                out.write(chunk)
-                                digest.update(chunk)
-                                offset += len(chunk)
-                                transferred += len(chunk)
-                                self.progress.advance(item, len(chunk))
-                    except OSError as exc:
-                        if isinstance(exc, requests.RequestException):
-                            raise  # requests' errors are OSErrors too: handled below
-                        raise StorageError(
-                            f"cannot write the download of {item.url} to {partial}: {exc}"
-                        ) from exc
+                        mode = self._check_response(item, resp, offset)
+                        if mode == "restart":
+                            raise _Restart
+                        if mode == "done":
+                            return digest.hexdigest(), offset, transferred, first_offset
+                        if mode == "whole" and offset:
+                            offset, digest = self._truncate(partial), hashlib.sha256()
+                        total = _total_size(resp, offset) or item.size
+                        self.progress.start(item, total, offset)
+                        in_body = True
+                        try:
+                            with open(partial, "ab") as out:
+                                for chunk in _body_chunks(resp):
+                                    check(self.stop)
+                                    out.write(chunk)
+                                    digest.update(chunk)
+                                    offset += len(chunk)
+                                    transferred += len(chunk)
+                                    self.progress.advance(item, len(chunk))
+                                    if item.size is not None and offset > item.size:
+                                        break  # longer than the catalog says: fails the check
+                        except OSError as exc:
+                            if isinstance(exc, requests.RequestException):
+                                raise  # requests' errors are OSErrors too: handled below
+                            raise StorageError(
+                                f"cannot write the download of {item.url} to {partial}: {exc}"
+                            ) from exc
+                    finally:
+                        self._unwatch(resp)
                 return digest.hexdigest(), offset, transferred, first_offset
             except _Restart:
                 restarts += 1
@@ -413,17 +506,26 @@ class Downloader:
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
             ) as exc:
                 # the adapter already retried connecting; this is a body cut short, or the
-                # connection failing on every attempt
+                # connection failing on every attempt (or our own socket shutdown on a stop)
+                check(self.stop)
                 cuts += 1
                 if cuts > self.retries or not in_body:
                     raise DownloadError(
                         f"{item.url}: download failed after {cuts} attempts: {_reason(exc)}"
                     ) from None
-                time.sleep(self.backoff * (2 ** (cuts - 1)))
+                pause(self.stop, self.backoff * (2 ** (cuts - 1)))
             except requests.RequestException as exc:
+                check(self.stop)
                 raise DownloadError(f"{item.url}: download failed: {_reason(exc)}") from None
+            except (ValueError, UnicodeError) as exc:
+                # requests and http.client let some malformed answers through as these: a
+                # redirect to an unparsable location, a header they cannot decode
+                raise DownloadError(
+                    f"{item.url}: invalid answer from the server: {_reason(exc)}"
+                ) from None
 
     def _truncate(self, partial: Path) -> int:
         try:
@@ -474,23 +576,36 @@ class Downloader:
         the same thread right after each archive is in the cache (e.g. to measure it while other
         downloads go on). The first failure is raised after the other transfers have finished
         (their verified files stay cached).
+
+        An exception in the calling thread while it waits (KeyboardInterrupt from Ctrl-C, or
+        the CLI's SIGTERM exception) stops everything first: queued archives are cancelled,
+        :meth:`request_stop` stops the transfers under way (their ``.partial`` files stay), and
+        the call waits at most :data:`STOP_GRACE` seconds for them before re-raising it.
         """
         unique: dict[str, DownloadItem] = {}
         for item in items:
             unique.setdefault(item.key, item)
         self.progress.expect(len(unique), sum(i.size or 0 for i in unique.values()))
         results: dict[str, DownloadResult] = {}
-        first_error: Optional[BaseException] = None
-        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(unique) or 1))) as pool:
-            futures = {
-                key: pool.submit(self._fetch_then, item, after) for key, item in unique.items()
-            }
+        first_error: Optional[Exception] = None
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(unique) or 1)))
+        futures: dict[str, Future[DownloadResult]] = {}
+        try:
+            for key, item in unique.items():
+                futures[key] = pool.submit(self._fetch_then, item, after)
             for key, future in futures.items():
                 try:
                     results[key] = future.result()
-                except BaseException as exc:
+                except Exception as exc:
                     if first_error is None:
                         first_error = exc
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.request_stop()
+            # (a cancelled future counts as pending for wait(): leave those out)
+            wait([f for f in futures.values() if not f.cancelled()], timeout=STOP_GRACE)
+            raise
+        pool.shutdown(wait=True)
         if first_error is not None:
             raise first_error
         return [results[item.key] for item in items]
@@ -513,6 +628,29 @@ class _HashSink:
         return len(data)
 
 
+def _verify(item: DownloadItem, digest: str, size: int) -> None:
+    """Raise HashMismatchError unless ``size`` and ``digest`` are what ``item`` expects."""
+    if item.size is not None and size != item.size:
+        raise HashMismatchError(
+            f"{item.url}: downloaded {size} bytes, the catalog says {item.size} bytes"
+        )
+    if item.sha256 and digest != item.sha256.lower():
+        raise HashMismatchError(
+            f"{item.url}: sha256 of the download is {digest}, "
+            f"the catalog says {item.sha256.lower()}"
+        )
+
+
+def _shut_down(resp: requests.Response) -> None:
+    """Shut down the socket a streamed response reads from (if it still has one), so that a
+    thread blocked reading it wakes up; the response then fails like a cut connection."""
+    connection = getattr(resp.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
     """The raw body as it arrives. urllib3's ``read1`` hands over every byte received before a
     connection is cut (``iter_content`` would drop a partly filled chunk), so a resume loses
@@ -530,13 +668,14 @@ def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
 
 
 def _total_size(resp: requests.Response, offset: int) -> Optional[int]:
+    """The whole file's size in bytes as the answer announces it (for progress), or None."""
     if resp.status_code == 206:
         m = _CONTENT_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
         if m and m.group(3) != "*":
             return int(m.group(3))
         return None
-    length = resp.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else None
+    length = resp.headers.get("Content-Length", "").strip()
+    return int(length) if _CONTENT_LENGTH_RE.fullmatch(length) else None
 
 
 def summarize(results: Sequence[DownloadResult], seconds: float) -> DownloadSummary:

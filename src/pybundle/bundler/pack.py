@@ -9,19 +9,20 @@ Members, in this order (the installer relies on the first two coming first):
 3. ``archives/<file name>`` - each archive byte for byte, STORED (no compression), ZIP64 when
    needed, so the upstream sha256 stays checkable offline.
 
-The zip is written to a temporary file beside the output and renamed into place; an existing
-output is kept unless ``force``.
+The zip is written to a temporary file beside the output (``.NAME.XXXXXXXX.tmp``, see
+:mod:`pybundle.bundler.workfiles`; removed on any error or interruption) and renamed into place;
+an existing output is kept unless ``force``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from pybundle.bundler.workfiles import make_temp_file
 from pybundle.errors import AlreadyExistsError, StorageError
 from pybundle.hashing import CHUNK_SIZE, check_digest
 from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest
@@ -73,10 +74,9 @@ def write_bundle(
     )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        fd, tmp = make_temp_file(output)
     except OSError as exc:
         raise StorageError(f"{output}: cannot create the bundle: {exc}") from exc
-    tmp = Path(tmp_name)
     try:
         with (
             os.fdopen(fd, "w+b") as raw,

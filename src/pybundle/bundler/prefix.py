@@ -13,13 +13,15 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, cast
+from typing import BinaryIO, Callable, Optional, cast
 
 import zstandard
 
 from pybundle.archives import ARCHIVE_FORMATS
+from pybundle.bundler.stopping import check
 from pybundle.errors import PybundleError, StorageError, UsageError
 from pybundle.hashing import CHUNK_SIZE
 from pybundle.manifest import Artifact
@@ -126,12 +128,14 @@ def probe_prefix(prefix: Path) -> PrefixInfo:
 
 
 class _CountingHashWriter(io.RawIOBase):
-    """A write-only stream that hashes and counts what passes to ``sink``."""
+    """A write-only stream that hashes and counts what passes to ``sink``; raises
+    :class:`Stopped` once ``stop`` is set."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: BinaryIO, stop: Optional[threading.Event] = None) -> None:
         import hashlib
 
         self._sink = sink
+        self._stop = stop
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -139,6 +143,7 @@ class _CountingHashWriter(io.RawIOBase):
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
+        check(self._stop)
         self._sink.write(data)
         self.hash.update(data)
         self.size += len(data)
@@ -166,6 +171,7 @@ def pack_prefix(
     compresslevel: int | None = None,
     file_name: str | None = None,
     build: str = LOCAL_BUILD,
+    stop: Optional[threading.Event] = None,
 ) -> tuple[Artifact, Path]:
     """Archive ``info.prefix`` in PBS install_only layout into ``dest_dir``.
 
@@ -173,7 +179,8 @@ def pack_prefix(
     (what a PBS install_only archive ships). Member owners are reset to root (uid/gid 0);
     modes and mtimes are kept (mtimes keep the shipped bytecode valid). Returns the artifact
     description (size in bytes, sha256, unpacked size and member count) and the archive path.
-    Raises StorageError when the archive cannot be written.
+    Raises StorageError when the archive cannot be written; :class:`Stopped` (the archive
+    removed) soon after ``stop`` is set, which another thread may do.
     """
     if archive_format not in ARCHIVE_FORMATS:
         raise UsageError(f"unsupported archive format {archive_format!r} (tar.gz or tar.zst)")
@@ -185,6 +192,7 @@ def pack_prefix(
     counts = {"files": 0, "bytes": 0}
 
     def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        check(stop)
         if site_packages == "pip" and member.name.startswith(site_rel):
             top = member.name[len(site_rel) :].split("/", 1)[0]
             if not (top == "pip" or top.startswith("pip-") or top == "README.txt"):
@@ -201,7 +209,7 @@ def pack_prefix(
 
     try:
         with open(path, "wb") as raw:
-            counter = _CountingHashWriter(raw)
+            counter = _CountingHashWriter(raw, stop)
             _write_tar(info.prefix, counter, archive_format, compresslevel, keep)
     except OSError as exc:
         path.unlink(missing_ok=True)
@@ -236,19 +244,27 @@ def _write_tar(
     compresslevel: int | None,
     keep: Callable[[tarfile.TarInfo], tarfile.TarInfo | None],
 ) -> None:
+    """Stream the tar of ``prefix`` through the compressor into ``sink``. Interrupted, it
+    leaves at once: the zstd frame is not finished (compressing what is buffered would delay
+    Ctrl-C by a second), since the caller deletes the archive anyway."""
     buffered = io.BufferedWriter(cast(io.RawIOBase, sink), buffer_size=CHUNK_SIZE)
-    if archive_format == "tar.zst":
-        level = 10 if compresslevel is None else compresslevel
-        cctx = zstandard.ZstdCompressor(level=level, threads=-1)
-        with cctx.stream_writer(buffered, closefd=False) as zout:
+    try:
+        if archive_format == "tar.zst":
+            level = 10 if compresslevel is None else compresslevel
+            cctx = zstandard.ZstdCompressor(level=level, threads=-1)
+            zout = cctx.stream_writer(buffered, closefd=False)
             _add_tree(prefix, zout, keep)
-    else:
-        import gzip
+            zout.close()  # type: ignore[no-untyped-call]  # ends the frame (not a with block: see above)
+        else:
+            import gzip
 
-        level = 6 if compresslevel is None else compresslevel
-        with gzip.GzipFile(fileobj=buffered, mode="wb", compresslevel=level, mtime=0) as gout:
-            _add_tree(prefix, gout, keep)  # type: ignore[arg-type]
-    buffered.flush()
+            level = 6 if compresslevel is None else compresslevel
+            with gzip.GzipFile(fileobj=buffered, mode="wb", compresslevel=level, mtime=0) as gout:
+                _add_tree(prefix, gout, keep)  # type: ignore[arg-type]
+    finally:
+        # now, while the sink's file is open: a flush at garbage collection would write to a
+        # closed file and print a warning
+        buffered.flush()
 
 
 def _add_tree(

@@ -34,6 +34,7 @@ from pybundle.cli.common import (
     warn,
 )
 from pybundle.cli.keys import keygen, password_for
+from pybundle.cli.signals import interruptible
 from pybundle.errors import EXIT_CODES, UsageError
 
 app = typer.Typer(
@@ -114,6 +115,7 @@ _MIRROR: Any = typer.Option(
 
 
 @app.command(short_help="Resolve, download and pack a signed .pybundle file.")
+@interruptible
 def bundle(
     output: Optional[Path] = typer.Option(
         None,
