@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from conftest import make_tar, run_cli, tiny_interpreter_members, uv_catalog_bytes
 from pybundle.bundler.build import make_plan
-from pybundle.bundler.selection import Selection
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.catalog import (
     PbsName,
@@ -32,6 +31,7 @@ from pybundle.bundler.catalog import (
     parse_pbs_file_name,
     parse_sha256sums,
 )
+from pybundle.bundler.selection import Selection
 from pybundle.errors import (
     CatalogError,
     DownloadError,
