@@ -454,12 +454,29 @@ def install(
     allow_downgrade: bool = typer.Option(
         False, "--allow-downgrade", help="Accept a serial older than one already installed."
     ),
+    layout: str = typer.Option(
+        "pybundle",
+        "--layout",
+        help="pybundle, uv (uv's python dir) or pyenv ($(pyenv root)/versions).",
+    ),
+    pyenv_name: Optional[str] = typer.Option(
+        None, "--pyenv-name", help="With --layout pyenv: the version name (default: 3.12.1)."
+    ),
+    default: bool = typer.Option(
+        False, "--default", help="Also link python3 and python to the newest interpreter."
+    ),
+    no_bin: bool = typer.Option(
+        False, "--no-bin", help="Make no links in $PYBUNDLE_BIN_DIR (default ~/.local/bin)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Verify the bundle and install its interpreters for this host, relocated."""
-    from pybundle.installer.install import install_bundle
+    from pybundle.cli.lifecycle import report_install
+    from pybundle.installer.install import LinkRequest, install_bundle
     from pybundle.versions import parse_version_list
 
     requests = [r for v in version for r in parse_version_list(v)]
+    links = None if no_bin else LinkRequest(default=default)
     results = install_bundle(
         from_,
         _keys(trusted_key),
@@ -473,8 +490,11 @@ def install(
             f"verified {from_}: signed by key {v.key.key_id_hex}, serial {v.manifest.serial}"
         ),
         on_warning=lambda message: _err(f"pybundle: warning: {message}"),
+        layout=layout,
+        pyenv_name=pyenv_name,
+        links=links,
     )
-    for r in results:
-        verb = "replaced" if r.replaced else "installed"
-        a = r.artifact
-        print(f"{verb} {a.implementation} {a.version} ({a.target.key}) -> {r.path}")
+    report_install(results, links, as_json)
+
+
+import pybundle.cli.lifecycle  # noqa: E402, F401  (registers list, uninstall, relocate, check)
