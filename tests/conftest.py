@@ -67,8 +67,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped, but PYBUNDLE_REQUIRE_TOOLS=1 forbids skips: {reason}"
 
 
+@functools.lru_cache(maxsize=1)
 def pyenv_root() -> Path:
-    """``pyenv root``, or ``$PYENV_ROOT``, or ``~/.pyenv``."""
+    """The machine's real ``pyenv root`` (or ``$PYENV_ROOT``, or ``~/.pyenv``), as it was when
+    first asked (before any test points ``PYENV_ROOT`` at a temp dir: read-only input)."""
     try:
         out = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30)
         if out.returncode == 0 and out.stdout.strip():
@@ -76,6 +78,9 @@ def pyenv_root() -> Path:
     except OSError:
         pass
     return Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+pyenv_root()  # remember the real root at import, before any test changes PYENV_ROOT
 
 
 def discover_prefix(minor: str) -> Path | None:
@@ -241,8 +246,16 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "PYBUNDLE_CACHE_DIR",
         "PYBUNDLE_INSTALL_DIR",
         "PYBUNDLE_STATE_DIR",
+        "UV_PYTHON_INSTALL_DIR",
+        "UV_PYTHON_DOWNLOADS_JSON_URL",
+        "UV_PYTHON_CACHE_DIR",
     ):
         monkeypatch.delenv(var, raising=False)
+    # links, uv's and pyenv's directories: never the user's (the real pyenv root is read-only
+    # test input; pyenv_root() remembered it before this)
+    monkeypatch.setenv("PYBUNDLE_BIN_DIR", str(home / "bin"))
+    monkeypatch.setenv("UV_PYTHON_BIN_DIR", str(home / "uv-bin"))
+    monkeypatch.setenv("PYENV_ROOT", str(home / "pyenv"))
 
 
 # ---- small synthetic archives and bundles, for refusal tests that never run an interpreter
