@@ -205,8 +205,12 @@ def test_relocate_and_check_real_interpreter_with_old_prefixes_hidden(real, tmp_
     assert os.readlink(bin_dir / "python3") == str(new / "bin" / exe)
 
     old.mkdir(parents=True)  # a mount point for the tmpfs that hides it
+    probe = (
+        "import sysconfig, ssl, sqlite3, ctypes; "
+        'print(sysconfig.get_config_var("prefix")); print(sysconfig.get_config_var("LIBDIR"))'
+    )
     script = f"""
-'{new}/bin/{exe}' -c 'import sysconfig, ssl, sqlite3, ctypes; print(sysconfig.get_config_var("prefix")); print(sysconfig.get_config_var("LIBDIR"))'
+'{new}/bin/{exe}' -c '{probe}'
 '{new}/bin/{exe}-config' --prefix
 PKG_CONFIG_PATH='{new}/lib/pkgconfig' pkg-config --variable=prefix python-{minor}
 '{new}/bin/pip3' --version
