@@ -34,7 +34,8 @@ from pybundle.bundler.download import (
     summarize,
 )
 from pybundle.bundler.pack import write_bundle
-from pybundle.bundler.prefix import pack_prefix, probe_prefix
+from pybundle.bundler.portability import PortabilityError, audit_tree, describe
+from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.errors import AlreadyExistsError, ResolutionError, StorageError, UsageError
 from pybundle.manifest import Artifact, Manifest
@@ -269,11 +270,16 @@ def build_bundle(
     allow_unhashed: bool = False,
     progress: Optional[Progress] = None,
     entries: Optional[Sequence[CatalogEntry]] = None,
+    strict_portability: bool = False,
 ) -> BundleReport:
     """Resolve, download, pack local prefixes and write the bundle. See the CLI for semantics;
     ``entries`` replaces loading a catalog (tests, callers that loaded one already).
     Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
+    Each ``--from-prefix`` archive is audited for host libraries
+    (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
+    ``portability``); ``strict_portability`` refuses a prefix that needs any
+    (PortabilityError, exit 7).
 
     Raises the typed errors of each step: ResolutionError, CatalogError, DownloadError,
     HashMismatchError, AlreadyExistsError, StorageError, UsageError.
@@ -283,6 +289,15 @@ def build_bundle(
     if output.exists() and not force:
         raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
     infos = [probe_prefix(p) for p in from_prefixes]
+    audits = [
+        audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
+        for i in infos
+    ]
+    for info, audit in zip(infos, audits):
+        if audit is not None and strict_portability:
+            raise PortabilityError(
+                describe(audit, str(info.prefix)) + "; --strict-portability refuses it"
+            )
     items: list[tuple[Artifact, Path]] = []
     downloads: list[DownloadResult] = []
     summary: Optional[DownloadSummary] = None
@@ -325,12 +340,11 @@ def build_bundle(
     except OSError as exc:
         raise StorageError(f"{output.parent}: cannot create a work directory: {exc}") from exc
     try:
-        for info in infos:
-            items.append(
-                pack_prefix(
-                    info, work, archive_format=prefix_format, site_packages=prefix_site_packages
-                )
+        for info, audit in zip(infos, audits):
+            artifact, archive = pack_prefix(
+                info, work, archive_format=prefix_format, site_packages=prefix_site_packages
             )
+            items.append((replace(artifact, portability=audit), archive))
         names = [a.file_name for a, _ in items]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

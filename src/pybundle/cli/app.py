@@ -158,6 +158,11 @@ def bundle(
     prefix_format: str = typer.Option(
         "tar.zst", "--prefix-format", help="For --from-prefix: tar.zst or tar.gz."
     ),
+    strict_portability: bool = typer.Option(
+        False,
+        "--strict-portability",
+        help="For --from-prefix: refuse a prefix that needs host libraries (manylinux policy).",
+    ),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=32, help="Parallel downloads."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (what would be downloaded); download nothing."
@@ -255,9 +260,13 @@ def bundle(
             prerelease=prerelease,
             allow_unhashed=allow_unhashed,
             progress=progress,
+            strict_portability=strict_portability,
         )
     finally:
         progress.close()
+    from pybundle.cli.lifecycle import warn_portability
+
+    warn_portability(report.manifest)
     for artifact in report.manifest.artifacts:
         computed = (
             " (sha256 computed: no catalog hash)" if artifact.sha256_source == "computed" else ""
@@ -430,6 +439,8 @@ def inspect(
     print(f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)")
     for a in manifest.artifacts:
         print(f"  {a.install_name:48} {_size(a.size):>10}  {a.flavour}  {a.file_name}")
+        if a.portability is not None:
+            print(f"    needs from the host: {', '.join(a.portability.libraries)}")
 
 
 @app.command()

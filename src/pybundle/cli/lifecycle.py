@@ -72,6 +72,19 @@ def report_install(results: list[Any], links: Any, as_json: bool) -> None:
         )
 
 
+def warn_portability(manifest: Any) -> None:
+    """After ``bundle``: one warning per ``--from-prefix`` archive that needs host libraries."""
+    from pybundle.bundler.portability import describe
+
+    for a in manifest.artifacts:
+        if a.portability is not None:
+            where = a.local_prefix or a.file_name
+            _err(
+                f"pybundle: warning: {describe(a.portability, where)}; they must be installed "
+                "on every target host (--strict-portability refuses such a prefix)"
+            )
+
+
 def _in_dir(path: str, directory: Path) -> bool:
     return Path(path).parent == directory
 

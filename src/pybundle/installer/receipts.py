@@ -279,7 +279,8 @@ def read_receipt(root: Path, *, with_files: bool = True) -> Optional[Receipt]:
 def _artifact_from_json(data: Any, source: str) -> Artifact:
     """The artifact entry of a receipt, validated as a manifest artifact would be."""
     wrapper = {
-        "schema_version": 1,
+        # fields beyond v1 (portability) exist only in v2 manifests
+        "schema_version": 2 if isinstance(data, dict) and "portability" in data else 1,
         "bundle_id": "00000000-0000-0000-0000-000000000000",
         "serial": 0,
         "created": "2000-01-01T00:00:00Z",
