@@ -296,3 +296,20 @@ def test_relocate_does_not_launder_a_modified_file(
     assert [(c.path, c.status) for c in report.changes] == [
         (sysconfig.relative_to(old).as_posix(), "modified")
     ]
+
+
+def test_list_reports_an_install_that_vanished_once(
+    tiny_bundle, signing_key: SecretKey, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    prefix = tmp_path / "opt" / "py"
+    install_bundle(tiny_bundle(), [signing_key.public_key], prefix=prefix)
+    listed = json.loads(run_cli("list", "--json", check=True).stdout)
+    assert [i["path"] for i in listed] == [str(prefix)]  # found through the index
+    os.rename(prefix, tmp_path / "opt" / "moved")
+    proc = run_cli("list", check=True)
+    assert f"{prefix}: recorded as installed but gone" in proc.stderr
+    assert "no interpreters installed by pybundle" in proc.stdout
+    assert "gone" not in run_cli("list", check=True).stderr
+    run_cli("relocate", str(prefix), str(tmp_path / "opt" / "moved"), check=True)
+    listed = json.loads(run_cli("list", "--json", check=True).stdout)
+    assert [i["path"] for i in listed] == [str(tmp_path / "opt" / "moved")]

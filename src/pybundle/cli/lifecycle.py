@@ -114,12 +114,22 @@ def _install_json(inst: Any) -> dict[str, Any]:
 @app.command("list")
 def list_command(as_json: bool = _JSON) -> None:
     """List the interpreters pybundle installed (every layout), with their links."""
-    from pybundle.installer.lifecycle import find_installs
+    from pybundle.installer.lifecycle import find_installs, missing_installs
+    from pybundle.installer.registry import InstallIndex
 
     installs = find_installs()
+    gone = missing_installs()
+    InstallIndex().update(remove=[str(p) for p in gone])  # reported once, then forgotten
     if as_json:
-        _out(json.dumps([_install_json(i) for i in installs], indent=2))
+        docs = [_install_json(i) for i in installs]
+        docs += [{"path": str(p), "problem": "missing"} for p in gone]
+        _out(json.dumps(docs, indent=2))
         return
+    for path in gone:
+        _err(
+            f"pybundle: warning: {path}: recorded as installed but gone (removed, or moved: "
+            f"`pybundle relocate {path} NEW` repairs an install moved with mv)"
+        )
     if not installs:
         _out("no interpreters installed by pybundle")
         return

@@ -43,10 +43,7 @@ from pybundle.installer import layouts
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
 from pybundle.installer.layouts import INSTALL_DIR_ENV, check_layout, default_install_dir
-from pybundle.installer.lifecycle import (
-    REMOVING_PREFIX,
-    link_owner_lookup,
-)
+from pybundle.installer.lifecycle import REMOVING_PREFIX, index_worthy, link_owner_lookup
 from pybundle.installer.links import (
     LinkOwner,
     LinkPlan,
@@ -271,7 +268,7 @@ def install_bundle(
                 for result, tree, plan in zip(results, staged, plans)
             ]
         serials.record(signer, lines, manifest.serial)
-    index.update(add=[str(r.path) for r in results])
+    index.update(add=[str(r.path) for r in results if index_worthy(r.path)])
     if layout == "pyenv":
         warning = layouts.pyenv_rehash()
         if warning:

@@ -68,14 +68,28 @@ class Installed:
         return self.path.name
 
 
+def scanned_dirs() -> tuple[Path, ...]:
+    """The directories whose installs are found by listing them (no index entry needed): the
+    default install dir, uv's managed-Python dir and ``$(pyenv root)/versions``."""
+    return (
+        Path(os.path.abspath(layouts.default_install_dir())),
+        layouts.uv_install_dir(),
+        layouts.pyenv_versions_dir(),
+    )
+
+
+def index_worthy(path: Path) -> bool:
+    """True for an install the index must remember: one outside :func:`scanned_dirs`."""
+    return Path(os.path.abspath(path)).parent not in scanned_dirs()
+
+
 def _candidates(index: InstallIndex | None) -> Iterator[Path]:
     seen: set[str] = set()
     for prefix in (index or InstallIndex()).prefixes():
         if prefix not in seen:
             seen.add(prefix)
             yield Path(prefix)
-    bases = (layouts.default_install_dir(), layouts.uv_install_dir(), layouts.pyenv_versions_dir())
-    for base in bases:
+    for base in scanned_dirs():
         try:
             entries = sorted(base.iterdir())
         except OSError:
@@ -123,6 +137,12 @@ def find_installs(index: InstallIndex | None = None) -> list[Installed]:
         return (a.implementation, nums, str(i.path))
 
     return sorted(found, key=order)
+
+
+def missing_installs(index: InstallIndex | None = None) -> list[Path]:
+    """Prefixes the index records that no longer exist (removed by hand, or moved with a plain
+    ``mv``: ``pybundle relocate OLD NEW`` then repairs the moved install)."""
+    return [Path(p) for p in (index or InstallIndex()).prefixes() if not os.path.lexists(p)]
 
 
 def link_owner_lookup(index: InstallIndex | None = None) -> Callable[[Path], Optional[str]]:
@@ -475,7 +495,9 @@ def relocate_install(
             if repoint_link(Path(link), old_prefix, str(new_path)) is not None
         ]
         removed = [link for link in drop_links if remove_link(Path(link), old_prefix)]
-    index.update(add=[str(new_path)], remove=[old_prefix, str(old_path)])
+    index.update(
+        add=[str(new_path)] if index_worthy(new_path) else [], remove=[old_prefix, str(old_path)]
+    )
     warnings = []
     if "pyenv" in (old_layout, new_layout):
         warning = layouts.pyenv_rehash()
