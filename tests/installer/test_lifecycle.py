@@ -110,9 +110,12 @@ def test_force_replaces_only_links_a_receipt_records(
     link = bin_dir / "python3.12"
     assert os.readlink(link) == str(first / DEST / "bin/python3.12")
     second = tmp_path / "second"
-    with pytest.raises(AlreadyExistsError, match="use --force"):
-        do_install(bundle, signing_key, second, links=LinkRequest())
-    assert not (second / DEST).exists()
+    # without --force the second install goes in, and the link stays with the first
+    [result] = do_install(bundle, signing_key, second, links=LinkRequest())
+    assert result.links == () and "use --force" in result.warnings[0]
+    assert os.readlink(link) == str(first / DEST / "bin/python3.12")
+    receipt = read_receipt(second / DEST)
+    assert receipt is not None and receipt.links == ()
     [result] = do_install(bundle, signing_key, second, links=LinkRequest(), force=True)
     assert os.readlink(link) == str(second / DEST / "bin/python3.12")
     assert result.links == (str(link),)

@@ -254,7 +254,9 @@ def install_bundle(
                 _remove_stale_staging(parent)
             # what is there now, under the lock, is what gets replaced (or not)
             places = _inspect_all(selected, destinations, force, layout)
-            wanted = [tuple((str(p.path), p.target) for p in plan) for plan in plans]
+            wanted = [
+                tuple((str(p.path), p.target) for p in plan if p.action != "skip") for plan in plans
+            ]
             staged = _stage_all(source, selected, destinations, origin, layout, wanted)
             results: list[InstallResult] = []
             try:
@@ -314,9 +316,9 @@ def _plan_links(
             if minor is None or minor in minors:
                 continue
             minors.add(minor)
-            plan = _plan_minor_link(destinations[i].parent / minor, destinations[i], owner)
-            if plan is not None:
-                plans[i].append(plan)
+            alias = _plan_minor_link(destinations[i].parent / minor, destinations[i], owner)
+            if alias is not None:
+                plans[i].append(alias)
     return plans
 
 
@@ -360,6 +362,9 @@ def _make_links(
     made: list[str] = []
     warnings: list[str] = []
     for plan in plans:
+        if plan.action == "skip":
+            warnings.append(plan.note)
+            continue
         if str(plan.path) not in staged.links:
             warnings.append(f"{plan.path}: not linked: {plan.target} is not in the install")
             continue

@@ -57,12 +57,14 @@ def executable_names(artifact: Artifact, *, default: bool) -> list[tuple[str, st
 @dataclass(frozen=True)
 class LinkPlan:
     """One link to make: ``path`` (absolute) -> ``target`` (absolute). ``action`` is
-    ``create`` (nothing there), ``replace`` (a pybundle link of another install, ``--force``)
-    or ``keep`` (already exactly this link)."""
+    ``create`` (nothing there), ``replace`` (a pybundle link of another install, ``--force``),
+    ``keep`` (already exactly this link) or ``skip`` (pybundle's link to another install,
+    left as it is without ``--force``; ``note`` says so)."""
 
     path: Path
     target: str
     action: str
+    note: str = ""
 
 
 def inside(target: str, prefix: str) -> bool:
@@ -87,10 +89,11 @@ def inspect_link(path: Path, target: str, *, force: bool, owner: LinkOwner) -> L
     """Decide what to do about a wanted link ``path`` -> ``target``.
 
     Nothing there: ``create``. The same link already: ``keep``. A link that a receipt records
-    and that points into that install: ``replace`` with ``force``, else AlreadyExistsError
-    ("use --force"). Anything else (a file, a directory, a link pybundle did not make, a
-    dangling link no receipt records) raises AlreadyExistsError (exit 8) whatever ``force``
-    says. Raises StorageError when ``path`` cannot be inspected.
+    and that points into that install: ``replace`` with ``force``, else ``skip`` (the link
+    stays with the other install; the plan's ``note`` says how to move it). Anything else
+    (a file, a directory, a link pybundle did not make, a dangling link no receipt records)
+    raises AlreadyExistsError (exit 8) whatever ``force`` says. Raises StorageError when
+    ``path`` cannot be inspected.
     """
     try:
         st = os.lstat(path)
@@ -113,8 +116,11 @@ def inspect_link(path: Path, target: str, *, force: bool, owner: LinkOwner) -> L
             "replaces it, even with --force (remove it yourself, or install with --no-bin)"
         )
     if not force:
-        raise AlreadyExistsError(
-            f"{path}: links to pybundle's install {mine}; use --force to point it to {target}"
+        return LinkPlan(
+            path,
+            target,
+            "skip",
+            f"{path}: left linked to pybundle's install {mine}; use --force to point it here",
         )
     return LinkPlan(path, target, "replace")
 
@@ -124,7 +130,7 @@ def make_link(plan: LinkPlan, *, owner: LinkOwner) -> None:
     the meantime; ``replace`` checks again that the link is still pybundle's, then renames a
     new link over it (atomic). Raises AlreadyExistsError or StorageError."""
     path = plan.path
-    if plan.action == "keep":
+    if plan.action in ("keep", "skip"):
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
