@@ -40,12 +40,34 @@ REQUIRE_TOOLS = os.environ.get("PYBUNDLE_REQUIRE_TOOLS") == "1"
 pyenv build, no root) fails instead, so CI proves what the skips would hide."""
 
 
+_TESTS_HOME = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Session-wide: fixtures set up outside a test's own environment (module and session
+    # scope) must not make links in the user's ~/.local/bin or write into uv's or pyenv's
+    # real directories either; each test then gets its own (isolated_dirs).
+    if not os.environ.get("PYBUNDLE_TESTS_HOME"):
+        import tempfile
+
+        home = tempfile.mkdtemp(prefix="pybundle-tests-home-")
+        os.environ["PYBUNDLE_TESTS_HOME"] = home
+        os.environ["PYBUNDLE_BIN_DIR"] = os.path.join(home, "bin")
+        os.environ["UV_PYTHON_BIN_DIR"] = os.path.join(home, "uv-bin")
+        os.environ["UV_PYTHON_INSTALL_DIR"] = os.path.join(home, "uv-python")
+        os.environ["PYENV_ROOT"] = os.path.join(home, "pyenv")
+        config.stash[_TESTS_HOME] = home
     config.addinivalue_line(
         "markers",
         "tool(name, ...): needs these executables on PATH; skipped with the reason when one is "
         "missing (failed when PYBUNDLE_REQUIRE_TOOLS=1)",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_TESTS_HOME, None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -254,6 +276,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # links, uv's and pyenv's directories: never the user's (the real pyenv root is read-only
     # test input; pyenv_root() remembered it before this)
     monkeypatch.setenv("PYBUNDLE_BIN_DIR", str(home / "bin"))
+    monkeypatch.setenv("PATH", f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("UV_PYTHON_BIN_DIR", str(home / "uv-bin"))
     monkeypatch.setenv("PYENV_ROOT", str(home / "pyenv"))
 

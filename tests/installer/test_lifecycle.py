@@ -172,7 +172,7 @@ def test_uninstall_through_the_cli(tiny_bundle, key_files, tmp_path: Path) -> No
     doc = json.loads(proc.stdout)
     assert doc["installed"][0]["path"] == str(installs / DEST)
     assert doc["installed"][0]["links"] == [os.path.join(doc["bin_dir"], "python3.12")]
-    assert doc["bin_dir_on_path"] is False
+    assert doc["bin_dir_on_path"] is True  # the tests put it on PATH
     assert "is not on PATH" not in proc.stderr  # --json: the hint is in the document
     listed = json.loads(run_cli("list", "--json", check=True).stdout)
     assert [i["path"] for i in listed] == [str(installs / DEST)]
@@ -190,9 +190,10 @@ def test_install_tells_when_the_bin_dir_is_not_on_path(
     bundle = tiny_bundle()
     bin_dir = os.environ["PYBUNDLE_BIN_DIR"]
     args = ("install", "--from", str(bundle), "--trusted-key", str(key_files[1]), "--force")
-    proc = run_cli(*args, check=True)
+    without = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)
+    proc = run_cli(*args, env={"PATH": without}, check=True)
     assert f'export PATH="{bin_dir}:$PATH"' in proc.stderr
-    proc = run_cli(*args, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, check=True)
+    proc = run_cli(*args, env={"PATH": f"{bin_dir}:{without}"}, check=True)
     assert "not on PATH" not in proc.stderr
     proc = run_cli(*args, "--no-bin", check=True)
     assert "linked" not in proc.stdout and "not on PATH" not in proc.stderr

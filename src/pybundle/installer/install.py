@@ -366,8 +366,7 @@ def _make_links(
             warnings.append(plan.note)
             continue
         if str(plan.path) not in staged.links:
-            warnings.append(f"{plan.path}: not linked: {plan.target} is not in the install")
-            continue
+            continue  # the tree has no such executable: nothing to link
         try:
             make_link(plan, owner=owner)
         except (AlreadyExistsError, StorageError) as exc:
