@@ -45,8 +45,9 @@ _TESTS_HOME = pytest.StashKey[str]()
 
 def pytest_configure(config: pytest.Config) -> None:
     # Session-wide: fixtures set up outside a test's own environment (module and session
-    # scope) must not make links in the user's ~/.local/bin or write into uv's or pyenv's
-    # real directories either; each test then gets its own (isolated_dirs).
+    # scope), and tests that undo their monkeypatch, must not make links in the user's
+    # ~/.local/bin, write pybundle's state, or write into uv's or pyenv's real directories;
+    # each test then gets its own (isolated_dirs).
     if not os.environ.get("PYBUNDLE_TESTS_HOME"):
         import tempfile
 
@@ -56,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["UV_PYTHON_BIN_DIR"] = os.path.join(home, "uv-bin")
         os.environ["UV_PYTHON_INSTALL_DIR"] = os.path.join(home, "uv-python")
         os.environ["PYENV_ROOT"] = os.path.join(home, "pyenv")
+        os.environ["PYBUNDLE_STATE_DIR"] = os.path.join(home, "state")
+        os.environ["PYBUNDLE_INSTALL_DIR"] = os.path.join(home, "installs")
         config.stash[_TESTS_HOME] = home
     config.addinivalue_line(
         "markers",
