@@ -43,12 +43,37 @@ REQUIRE_TOOLS = os.environ.get("PYBUNDLE_REQUIRE_TOOLS") == "1"
 pyenv build, no root) fails instead, so CI proves what the skips would hide."""
 
 
+_TESTS_HOME = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Session-wide: fixtures set up outside a test's own environment (module and session
+    # scope), and tests that undo their monkeypatch, must not make links in the user's
+    # ~/.local/bin, write pybundle's state, or write into uv's or pyenv's real directories;
+    # each test then gets its own (isolated_dirs).
+    if not os.environ.get("PYBUNDLE_TESTS_HOME"):
+        import tempfile
+
+        home = tempfile.mkdtemp(prefix="pybundle-tests-home-")
+        os.environ["PYBUNDLE_TESTS_HOME"] = home
+        os.environ["PYBUNDLE_BIN_DIR"] = os.path.join(home, "bin")
+        os.environ["UV_PYTHON_BIN_DIR"] = os.path.join(home, "uv-bin")
+        os.environ["UV_PYTHON_INSTALL_DIR"] = os.path.join(home, "uv-python")
+        os.environ["PYENV_ROOT"] = os.path.join(home, "pyenv")
+        os.environ["PYBUNDLE_STATE_DIR"] = os.path.join(home, "state")
+        os.environ["PYBUNDLE_INSTALL_DIR"] = os.path.join(home, "installs")
+        config.stash[_TESTS_HOME] = home
     config.addinivalue_line(
         "markers",
         "tool(name, ...): needs these executables on PATH; skipped with the reason when one is "
         "missing (failed when PYBUNDLE_REQUIRE_TOOLS=1)",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_TESTS_HOME, None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -93,8 +118,10 @@ def uv_catalog() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def pyenv_root() -> Path:
-    """``pyenv root``, or ``$PYENV_ROOT``, or ``~/.pyenv``."""
+    """The machine's real ``pyenv root`` (or ``$PYENV_ROOT``, or ``~/.pyenv``), as it was when
+    first asked (before any test points ``PYENV_ROOT`` at a temp dir: read-only input)."""
     try:
         out = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30)
         if out.returncode == 0 and out.stdout.strip():
@@ -102,6 +129,9 @@ def pyenv_root() -> Path:
     except OSError:
         pass
     return Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+pyenv_root()  # remember the real root at import, before any test changes PYENV_ROOT
 
 
 def discover_prefix(minor: str) -> Path | None:
@@ -267,8 +297,17 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "PYBUNDLE_CACHE_DIR",
         "PYBUNDLE_INSTALL_DIR",
         "PYBUNDLE_STATE_DIR",
+        "UV_PYTHON_INSTALL_DIR",
+        "UV_PYTHON_DOWNLOADS_JSON_URL",
+        "UV_PYTHON_CACHE_DIR",
     ):
         monkeypatch.delenv(var, raising=False)
+    # links, uv's and pyenv's directories: never the user's (the real pyenv root is read-only
+    # test input; pyenv_root() remembered it before this)
+    monkeypatch.setenv("PYBUNDLE_BIN_DIR", str(home / "bin"))
+    monkeypatch.setenv("PATH", f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("UV_PYTHON_BIN_DIR", str(home / "uv-bin"))
+    monkeypatch.setenv("PYENV_ROOT", str(home / "pyenv"))
 
 
 # ---- small synthetic archives and bundles, for refusal tests that never run an interpreter

@@ -20,6 +20,8 @@ code  class                       meaning
 8     AlreadyExistsError          the output or install exists and ``--force`` was not given,
                                   or the destination is not pybundle's to replace
 9     StorageError                the file system refused: no space, read-only, permission
+10    InstallModifiedError        ``pybundle check``: an install differs from its receipt
+                                  (pybundle.installer.check)
 130   KeyboardInterrupt           interrupted by Ctrl-C (SIGINT); work files removed
 143   Terminated                  stopped by SIGTERM; work files removed
 ====  ==========================  ==========================================================
@@ -144,9 +146,11 @@ EXIT_CODES: dict[int, str] = {
     4: "download failed",
     5: "integrity or trust failure (signature, key, hash, manifest)",
     6: "unsafe archive member refused",
-    7: "bundle holds nothing for this host's platform",
-    8: "target exists (use --force), or is not pybundle's to replace",
+    7: "bundle holds nothing for this host's platform, or (--strict-portability) a prefix "
+    "needs host libraries",
+    8: "target exists (use --force), or is not pybundle's to replace or remove",
     9: "file system error (space, read-only, permission)",
+    10: "check: an install differs from its receipt",
     130: "interrupted (Ctrl-C)",
     143: "terminated (SIGTERM)",
 }

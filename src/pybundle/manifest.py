@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -36,6 +37,39 @@ def format_timestamp(moment: datetime) -> str:
 def parse_timestamp(text: str) -> datetime:
     """Parse the timestamp form written by :func:`format_timestamp`; ValueError if malformed."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Portability:
+    """What a ``--from-prefix`` archive needs from the host: for each ELF file (``file``,
+    relative to the prefix) the libraries (``needs``, DT_NEEDED names) found neither inside
+    the prefix nor on the ``policy``'s allowlist (e.g. ``manylinux``: the PyPA policy's
+    ``lib_whitelist``). Recorded only when something is needed (manifest schema version 2)."""
+
+    policy: str
+    external: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def libraries(self) -> list[str]:
+        """Every needed library once, sorted."""
+        return sorted({lib for _, needs in self.external for lib in needs})
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"policy", "external_libraries": [{"file", "needs"}]}``."""
+        return {
+            "policy": self.policy,
+            "external_libraries": [
+                {"file": file, "needs": list(needs)} for file, needs in self.external
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Portability:
+        """Read what :meth:`to_json` wrote (schema-valid input)."""
+        return cls(
+            policy=data["policy"],
+            external=tuple((e["file"], tuple(e["needs"])) for e in data["external_libraries"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,8 @@ class Artifact:
     """``"catalog"``: the sha256 came from the catalog and the download matched it;
     ``"computed"``: the catalog had none (``--allow-unhashed``) and it was computed at bundle
     time; None: not recorded (local prefixes, older bundles)."""
+    portability: Optional[Portability] = None
+    """Host libraries a ``--from-prefix`` archive needs (manifest v2 only), or None."""
 
     @property
     def member(self) -> str:
@@ -123,6 +159,7 @@ class Artifact:
             "unpacked_size": self.unpacked_size,
             "file_count": self.file_count,
             **({"sha256_source": self.sha256_source} if self.sha256_source else {}),
+            **({"portability": self.portability.to_json()} if self.portability else {}),
         }
 
     @classmethod
@@ -152,7 +189,16 @@ class Artifact:
             unpacked_size=data.get("unpacked_size"),
             file_count=data.get("file_count"),
             sha256_source=data.get("sha256_source"),
+            portability=(
+                Portability.from_json(data["portability"]) if data.get("portability") else None
+            ),
         )
+
+
+def required_schema_version(artifacts: Sequence[Artifact]) -> int:
+    """The lowest manifest schema version that can hold ``artifacts``: 2 when one records
+    ``portability`` (a v2 field), else 1 (what every pybundle reads)."""
+    return 2 if any(a.portability is not None for a in artifacts) else SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -188,6 +234,7 @@ class Manifest:
             created=created,
             artifacts=tuple(artifacts),
             expires=expires,
+            schema_version=required_schema_version(artifacts),
         )
 
     def to_json(self) -> dict[str, Any]:

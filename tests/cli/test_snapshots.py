@@ -20,7 +20,7 @@ SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = os.environ.get("PYBUNDLE_UPDATE_SNAPSHOTS") == "1"
 REPO = Path(__file__).resolve().parents[2]
 
-COMMANDS = [
+COMMANDS = [  # every command: test_every_command_has_a_snapshot keeps this list whole
     (),
     ("keygen",),
     ("bundle",),
@@ -28,6 +28,10 @@ COMMANDS = [
     ("verify",),
     ("inspect",),
     ("install",),
+    ("list",),
+    ("uninstall",),
+    ("relocate",),
+    ("check",),
     ("cache",),
     ("cache", "dir"),
     ("cache", "list"),
@@ -169,3 +173,16 @@ def test_help_names_the_real_default_paths(monkeypatch: pytest.MonkeyPatch) -> N
     assert common.default_install_dir_text().endswith(common.shown(default_install_dir()))
     assert common.default_cache_dir_text().endswith(common.shown(default_cache_dir()))
     assert common.trusted_keys_dir_text() == common.shown(trusted_keys_dir())
+
+
+def test_every_command_has_a_snapshot() -> None:
+    """A new command gets its help snapshot (and so a review of its help text)."""
+    import typer.main
+
+    from pybundle.cli.app import app
+
+    root = typer.main.get_command(app)
+    names = {(name,) for name in root.commands}  # type: ignore[attr-defined]
+    cache = root.commands["cache"]  # type: ignore[attr-defined]
+    names |= {("cache", name) for name in cache.commands}
+    assert names | {()} == set(COMMANDS)

@@ -48,9 +48,12 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Base, Arena]]:
     root = tmp_path_factory.mktemp(f"fuzz-{request.param}")
-    saved = {k: os.environ.get(k) for k in ("PYBUNDLE_STATE_DIR", "XDG_CONFIG_HOME")}
+    saved = {
+        k: os.environ.get(k) for k in ("PYBUNDLE_STATE_DIR", "XDG_CONFIG_HOME", "PYBUNDLE_BIN_DIR")
+    }
     os.environ["PYBUNDLE_STATE_DIR"] = str(root / "state")
     os.environ["XDG_CONFIG_HOME"] = str(root / "config")  # no trusted-keys dir from the user
+    os.environ["PYBUNDLE_BIN_DIR"] = str(root / "bin")  # install's links: never the user's
     base = make_base(root, request.param)
     yield base, make_arena(root / "arena", base)
     for key, value in saved.items():

@@ -397,3 +397,52 @@ def test_hard_links_are_split_before_editing(tmp_path: Path) -> None:
     assert read_runpath(other) == ("RUNPATH", "/install/lib:$ORIGIN")
     assert lib.stat().st_nlink == 1 and stat.S_IMODE(lib.stat().st_mode) == 0o700
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# --- DT_NEEDED (the portability audit's input) -----------------------------------------------
+
+
+@pytest.mark.parametrize(("is64", "big"), LAYOUTS)
+def test_read_needed_synthetic_layouts(tmp_path: Path, is64: bool, big: bool) -> None:
+    path = write(tmp_path / "lib.so", make_elf(is64=is64, big=big))
+    assert elf.read_needed(path) == ["libc.so.6"]
+
+
+@needs_py312
+def test_read_needed_of_real_pyenv_binaries() -> None:
+    assert elf.read_needed(PY312_BIN) == ["libpython3.12.so.1.0", "libc.so.6"]
+    ssl = next((PY312 / "lib/python3.12/lib-dynload").glob("_ssl.*.so"))
+    assert elf.read_needed(ssl) == ["libssl.so.3", "libcrypto.so.3", "libc.so.6"]
+
+
+def test_read_needed_of_non_elf_and_damaged_files(tmp_path: Path) -> None:
+    assert elf.read_needed(write(tmp_path / "text", b"#!/bin/sh\n")) is None
+    data = make_elf(sections=False)
+    for cut in (16, 40, 64, 100, 150):
+        assert elf.read_needed(write(tmp_path / f"cut{cut}", data[:cut])) is None
+    broken = bytearray(make_elf())
+    dyn = struct.Struct("<qQ")
+    start = broken.find(dyn.pack(DT_NEEDED, 1))
+    broken[start : start + 16] = dyn.pack(DT_NEEDED, 10_000)  # past the string table
+    assert elf.read_needed(write(tmp_path / "bad", bytes(broken))) is None
+
+
+def test_read_needed_never_raises_on_mutated_files(tmp_path: Path) -> None:
+    """Hostile bytes: any mutation of a valid file gives a list of str or None, nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = make_elf()
+    path = tmp_path / "fuzzed.so"
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 255)), max_size=8))
+    def run(flips: list[tuple[int, int]]) -> None:
+        data = bytearray(base)
+        for offset, value in flips:
+            data[offset] = value
+        path.write_bytes(bytes(data))
+        result = elf.read_needed(path)
+        assert result is None or all(isinstance(n, str) for n in result)
+
+    run()

@@ -33,7 +33,8 @@ from pybundle.bundler.download import (
     summarize,
 )
 from pybundle.bundler.pack import write_bundle
-from pybundle.bundler.prefix import pack_prefix, probe_prefix
+from pybundle.bundler.portability import PortabilityError, audit_tree, describe
+from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
 from pybundle.bundler.stopping import run_stoppable
@@ -252,11 +253,16 @@ def build_bundle(
     expires: datetime | None = None,
     progress: Optional[Progress] = None,
     entries: Optional[Sequence[CatalogEntry]] = None,
+    strict_portability: bool = False,
 ) -> BundleReport:
     """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
     already). Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
+    Each ``--from-prefix`` archive is audited for host libraries
+    (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
+    ``portability``); ``strict_portability`` refuses a prefix that needs any
+    (PortabilityError, exit 7).
 
     From the downloads on, the run holds ``.NAME.lock`` beside the output and first removes
     what killed runs to the same output left there (:func:`pybundle.bundler.workfiles.
@@ -273,6 +279,15 @@ def build_bundle(
     if output.exists() and not force:
         raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
     infos = [probe_prefix(p) for p in from_prefixes]
+    audits = [
+        audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
+        for i in infos
+    ]
+    for info, audit in zip(infos, audits):
+        if audit is not None and strict_portability:
+            raise PortabilityError(
+                describe(audit, str(info.prefix)) + "; --strict-portability refuses it"
+            )
     the_plan: Optional[Plan] = None
     if selection.requests:
         if entries is None:
@@ -294,20 +309,19 @@ def build_bundle(
                 items.append((artifact, d.path))
         work = make_work_dir(output)
         try:
-            for info in infos:
+            for info, audit in zip(infos, audits):
                 # in a thread: Ctrl-C must not wait for a compression job running in C
-                items.append(
-                    run_stoppable(
-                        lambda stop, info=info: pack_prefix(  # type: ignore[misc]
-                            info,
-                            work,
-                            archive_format=prefix_format,
-                            site_packages=prefix_site_packages,
-                            stop=stop,
-                        ),
-                        name="pybundle-pack",
-                    )
+                artifact, archive = run_stoppable(
+                    lambda stop, info=info: pack_prefix(  # type: ignore[misc]
+                        info,
+                        work,
+                        archive_format=prefix_format,
+                        site_packages=prefix_site_packages,
+                        stop=stop,
+                    ),
+                    name="pybundle-pack",
                 )
+                items.append((replace(artifact, portability=audit), archive))
             names = [a.file_name for a, _ in items]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:

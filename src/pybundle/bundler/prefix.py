@@ -176,7 +176,8 @@ def pack_prefix(
     """Archive ``info.prefix`` in PBS install_only layout into ``dest_dir``.
 
     ``site_packages="all"`` keeps the prefix's site-packages as is; ``"pip"`` keeps only pip
-    (what a PBS install_only archive ships). Member owners are reset to root (uid/gid 0);
+    (what a PBS install_only archive ships) and drops the console scripts of the packages it
+    drops (:func:`prefix_filter`). Member owners are reset to root (uid/gid 0);
     modes and mtimes are kept (mtimes keep the shipped bytecode valid). Returns the artifact
     description (size in bytes, sha256, unpacked size and member count) and the archive path.
     Raises StorageError when the archive cannot be written; :class:`Stopped` (the archive
@@ -184,19 +185,16 @@ def pack_prefix(
     """
     if archive_format not in ARCHIVE_FORMATS:
         raise UsageError(f"unsupported archive format {archive_format!r} (tar.gz or tar.zst)")
-    if site_packages not in ("all", "pip"):
-        raise UsageError(f"--prefix-site-packages must be 'all' or 'pip', not {site_packages!r}")
     name = file_name or archive_file_name(info, archive_format)
     path = dest_dir / name
-    site_rel = f"python/{info.stdlib_rel}/site-packages/"
     counts = {"files": 0, "bytes": 0}
+    shipped = prefix_filter(info, site_packages)
 
     def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
         check(stop)
-        if site_packages == "pip" and member.name.startswith(site_rel):
-            top = member.name[len(site_rel) :].split("/", 1)[0]
-            if not (top == "pip" or top.startswith("pip-") or top == "README.txt"):
-                return None
+        rel = member.name.partition("/")[2]
+        if rel and not shipped(rel):
+            return None
         member.uid = member.gid = 0
         member.uname = member.gname = ""
         # whole seconds: a fractional mtime would cost a PAX header per member (and pyc
@@ -235,6 +233,81 @@ def pack_prefix(
         file_count=counts["files"],
     )
     return artifact, path
+
+
+def _is_pip_entry(top: str) -> bool:
+    """True for the site-packages entries ``--prefix-site-packages pip`` keeps."""
+    return top == "pip" or top.startswith("pip-") or top == "README.txt"
+
+
+def prefix_filter(info: PrefixInfo, site_packages: str = "all") -> Callable[[str], bool]:
+    """``shipped(rel)``: whether the prefix-relative POSIX path ``rel`` goes into the archive.
+    ``"all"`` ships everything; ``"pip"`` drops every site-packages entry but pip's and every
+    file the dropped distributions installed outside site-packages (console scripts in
+    ``bin/`` and their ``bin/__pycache__``), read from their RECORD (:func:`dropped_files`).
+    Raises UsageError for another ``site_packages`` value."""
+    if site_packages not in ("all", "pip"):
+        raise UsageError(f"--prefix-site-packages must be 'all' or 'pip', not {site_packages!r}")
+    if site_packages == "all":
+        return lambda rel: True
+    site = f"{info.stdlib_rel}/site-packages/"
+    dropped = dropped_files(info)
+
+    def shipped(rel: str) -> bool:
+        if rel.startswith(site):
+            return _is_pip_entry(rel[len(site) :].split("/", 1)[0])
+        return rel not in dropped and not any(rel.startswith(d + "/") for d in dropped)
+
+    return shipped
+
+
+def _record_paths(dist: Path) -> list[str]:
+    """The paths a distribution's metadata says it installed, relative to site-packages:
+    ``*.dist-info/RECORD`` (first CSV column, PEP 376 / the binary distribution format) or
+    ``*.egg-info/installed-files.txt`` (setuptools; relative to the .egg-info directory).
+    Unreadable metadata gives an empty list."""
+    import csv
+
+    if dist.name.endswith(".dist-info"):
+        try:
+            with open(dist / "RECORD", newline="", encoding="utf-8") as f:
+                return [row[0] for row in csv.reader(f) if row]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return []
+    try:
+        lines = (dist / "installed-files.txt").read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [os.path.join(dist.name, line) for line in lines if line.strip()]
+
+
+def dropped_files(info: PrefixInfo) -> set[str]:
+    """Prefix-relative paths outside site-packages installed by the distributions that
+    ``--prefix-site-packages pip`` drops (every one but pip), minus anything a kept
+    distribution also lists; plus ``bin/__pycache__`` itself when all of it is dropped."""
+    site_rel = f"{info.stdlib_rel}/site-packages"
+    site = info.prefix / site_rel
+    try:
+        dists = [d for d in site.iterdir() if d.name.endswith((".dist-info", ".egg-info"))]
+    except OSError:
+        return set()
+    dropped: set[str] = set()
+    kept: set[str] = set()
+    for dist in dists:
+        into = kept if _is_pip_entry(dist.name) else dropped
+        for entry in _record_paths(dist):
+            full = os.path.normpath(os.path.join(site, entry))
+            rel = os.path.relpath(full, info.prefix)
+            if rel.startswith("..") or rel == site_rel or rel.startswith(site_rel + "/"):
+                continue  # outside the prefix, or in site-packages (handled as a whole)
+            into.add(Path(rel).as_posix())
+    dropped -= kept
+    cache = info.prefix / "bin" / "__pycache__"
+    if cache.is_dir() and not cache.is_symlink():
+        entries = {f"bin/__pycache__/{p.name}" for p in cache.iterdir()}
+        if entries <= dropped:
+            dropped.add("bin/__pycache__")
+    return dropped
 
 
 def _write_tar(

@@ -184,6 +184,11 @@ def bundle(
     jobs: int = typer.Option(
         4, "--jobs", "-j", min=1, max=32, metavar="N", help="Parallel downloads."
     ),
+    strict_portability: bool = typer.Option(
+        False,
+        "--strict-portability",
+        help="For --from-prefix: refuse a prefix that needs host libraries (manylinux policy).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (what would be downloaded); download nothing."
     ),
@@ -258,9 +263,13 @@ def bundle(
             serial=serial,
             expires=expires,
             progress=progress,
+            strict_portability=strict_portability,
         )
     finally:
         progress.close()
+    from pybundle.cli.lifecycle import warn_portability
+
+    warn_portability(report.manifest)
     say(*bundle_lines(report, key))
 
 
@@ -385,18 +394,37 @@ def install(
     allow_downgrade: bool = typer.Option(
         False, "--allow-downgrade", help="Accept a serial older than one already installed."
     ),
+    layout: str = typer.Option(
+        "pybundle",
+        "--layout",
+        metavar="pybundle|uv|pyenv",
+        help="pybundle, uv (uv's python dir) or pyenv ($(pyenv root)/versions).",
+    ),
+    pyenv_name: Optional[str] = typer.Option(
+        None,
+        "--pyenv-name",
+        metavar="NAME",
+        help="With --layout pyenv: the version name (default: the version, e.g. 3.12.1).",
+    ),
+    default: bool = typer.Option(
+        False, "--default", help="Also link python3 and python to the newest interpreter."
+    ),
+    no_bin: bool = typer.Option(
+        False, "--no-bin", help="Make no links in $PYBUNDLE_BIN_DIR (default ~/.local/bin)."
+    ),
     as_json: bool = JSON,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
     """Verify the bundle FILE (or --from FILE) and install its interpreters for this host,
     relocated."""
-    from pybundle.cli.render import install_json
-    from pybundle.installer.install import install_bundle
+    from pybundle.cli.lifecycle import report_install
+    from pybundle.installer.install import LinkRequest, install_bundle
     from pybundle.versions import parse_request_list
 
     path = bundle_path(file, from_)
     requests = [r for text in versions for r in parse_request_list(text)]
+    links = None if no_bin else LinkRequest(default=default)
     bars = None
     if bars_enabled():
         from pybundle.cli.progress import InstallBars
@@ -417,14 +445,14 @@ def install(
             ),
             on_warning=warn,
             progress=bars,
+            layout=layout,
+            pyenv_name=pyenv_name,
+            links=links,
         )
     finally:
         if bars is not None:
             bars.close()
-    if as_json:
-        emit_json(install_json(path, results))
-        return
-    for r in results:
-        a = r.artifact
-        verb = "replaced" if r.replaced else "installed"
-        say(f"{verb} {a.implementation} {a.version} ({a.target.key}) -> {r.path}")
+    report_install(path, results, links, as_json)
+
+
+import pybundle.cli.lifecycle  # noqa: E402, F401  (registers list, uninstall, relocate, check)

@@ -120,21 +120,25 @@ def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> 
         f"bundle {manifest.bundle_id}  serial {manifest.serial}  created {doc['created']}",
         f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)",
     ]
-    lines.extend(
-        f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}"
-        for a in manifest.artifacts
-    )
+    for a in manifest.artifacts:
+        lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}")
+        if a.portability is not None:
+            lines.append(f"    needs from the host: {', '.join(a.portability.libraries)}")
     return lines
 
 
-def install_json(path: Path, results: Sequence[Any]) -> dict[str, Any]:
+def install_json(path: Path, results: Sequence[Any], links: Any = None) -> dict[str, Any]:
     """``install --json``: the bundle and, per interpreter, what was installed where.
 
     ``installs[]`` holds ``name`` (uv's install name), ``implementation``, ``version``,
-    ``variant``, ``target`` (uv platform key), ``path``, ``replaced``, ``files`` and ``bytes``
-    written; commands that add links or layouts extend each entry."""
+    ``variant``, ``target`` (uv platform key), ``path``, ``layout``, ``replaced``, ``files``
+    and ``bytes`` written, ``links`` made and ``warnings``; ``bin_dir`` and
+    ``bin_dir_on_path`` describe where executable links go (null with ``--no-bin``; ``links``
+    is the LinkRequest)."""
     return {
         "bundle": str(path),
+        "bin_dir": str(links.directory) if links is not None else None,
+        "bin_dir_on_path": links.on_path if links is not None else None,
         "installs": [
             {
                 "name": r.artifact.install_name,
@@ -143,9 +147,12 @@ def install_json(path: Path, results: Sequence[Any]) -> dict[str, Any]:
                 "variant": r.artifact.variant,
                 "target": r.artifact.target.key,
                 "path": str(r.path),
+                "layout": r.layout,
                 "replaced": r.replaced,
                 "files": r.stats.files + r.stats.hardlinks,
                 "bytes": r.stats.bytes,
+                "links": list(r.links),
+                "warnings": list(r.warnings),
             }
             for r in results
         ],

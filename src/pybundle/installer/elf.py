@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..errors import RelocationError, StorageError
 
-__all__ = ["ELF_MAGIC", "is_elf", "read_runpath", "set_runpath"]
+__all__ = ["ELF_MAGIC", "is_elf", "read_needed", "read_runpath", "set_runpath"]
 
 ELF_MAGIC = b"\x7fELF"
 """The four bytes every ELF file starts with (gABI, ``e_ident[EI_MAG0..EI_MAG3]``)."""
@@ -46,6 +46,7 @@ _PN_XNUM = 0xFFFF
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 
 _DT_NULL = 0
+_DT_NEEDED = 1
 _DT_STRTAB = 5
 _DT_STRSZ = 10
 _DT_RPATH = 15
@@ -281,6 +282,29 @@ def read_runpath(path: Path) -> tuple[str, str] | None:
         except (_Malformed, struct.error, ValueError, IndexError, OverflowError):
             return None
     return ("RUNPATH" if entry.tag == _DT_RUNPATH else "RPATH", os.fsdecode(value))
+
+
+def read_needed(path: Path) -> list[str] | None:
+    """The DT_NEEDED entries of an ELF file's dynamic section, in file order: the library
+    file names the dynamic loader must find (``["libssl.so.3", "libc.so.6"]``), decoded with
+    the file-system encoding (surrogateescape).
+
+    None, never an exception, for files that are not ELF, are truncated or malformed, or have
+    no dynamic segment (static executables, ``.o`` files). Raises StorageError only if the
+    file cannot be opened or read. Source: gABI, "Dynamic Section" (DT_NEEDED = 1).
+    """
+    path = Path(path)
+    with _mapped(path) as mm:
+        if mm is None or mm[:4] != ELF_MAGIC:
+            return None
+        try:
+            dyn = _parse(mm)
+            if dyn is None:
+                return None
+            names = [_string_at(mm, dyn, e.val) for e in dyn.entries if e.tag == _DT_NEEDED]
+        except (_Malformed, struct.error, ValueError, IndexError, OverflowError):
+            return None
+    return [os.fsdecode(n) for n in names]
 
 
 def _dynstr_references(buf: mmap.mmap, dyn: _Dynamic, skip_offset: int) -> set[int] | None:

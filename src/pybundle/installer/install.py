@@ -20,15 +20,15 @@ import functools
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-import platformdirs
 from filelock import FileLock
 
 from pybundle.archives import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO
@@ -40,8 +40,20 @@ from pybundle.errors import (
     UsageError,
 )
 from pybundle.hashing import check_digest
+from pybundle.installer import layouts
 from pybundle.installer.extract import ExtractStats, extract_archive
 from pybundle.installer.fsops import move_into_place, remove_tree, swap_into_place
+from pybundle.installer.layouts import INSTALL_DIR_ENV, check_layout, default_install_dir
+from pybundle.installer.lifecycle import REMOVING_PREFIX, index_worthy, link_owner_lookup
+from pybundle.installer.links import (
+    LinkOwner,
+    LinkPlan,
+    default_bin_dir,
+    executable_names,
+    inspect_link,
+    make_link,
+    on_path,
+)
 from pybundle.installer.policy import (
     DowngradeError,
     SerialStore,
@@ -63,7 +75,9 @@ from pybundle.installer.receipts import (
     now_utc,
     write_receipt,
 )
+from pybundle.installer.registry import InstallIndex
 from pybundle.installer.relocate import RelocationReport, check_prefix, find_build_prefix, relocate
+from pybundle.installer.scripts import make_scripts_relative
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import VerifiedBundle, verify_archives, verify_manifest
 from pybundle.manifest import Artifact, Manifest
@@ -71,11 +85,19 @@ from pybundle.signing import PublicKey
 from pybundle.targets import Target, host_can_run, host_target
 from pybundle.versions import PythonRequest, PythonVersion, VersionRequest
 
-INSTALL_DIR_ENV = "PYBUNDLE_INSTALL_DIR"
+__all__ = [
+    "INSTALL_DIR_ENV",
+    "InstallResult",
+    "LinkRequest",
+    "default_install_dir",
+    "install_bundle",
+    "select_artifacts",
+]
+
 STAGING_PREFIX = ".pybundle-staging-"
 LOCK_NAME = ".pybundle.lock"
 LAYOUT = "pybundle"
-"""The directory convention of installs made by this module (recorded in receipts)."""
+"""The default directory convention (see :mod:`pybundle.installer.layouts`)."""
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a process gets when its parent dies."""
 BLOCK_ALLOWANCE = 4096
@@ -84,24 +106,42 @@ PROGRESS_POLL = 0.1
 """Seconds between two reads of the workers' progress counters (only when progress is shown)."""
 
 
-def default_install_dir() -> Path:
-    """``$PYBUNDLE_INSTALL_DIR``, else ``<user data dir>/pybundle/python``
-    (``~/.local/share/pybundle/python`` on Linux)."""
-    env = os.environ.get(INSTALL_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir("pybundle")) / "python"
-
-
 @dataclass(frozen=True)
 class InstallResult:
-    """One installed interpreter: where it went and what relocation changed."""
+    """One installed interpreter: where it went, what relocation changed, its ``layout``, the
+    ``links`` made for it (absolute paths: executables in the bin dir, uv's minor-version
+    link) and one-line ``warnings`` (a link that could not be made, a pyenv rehash that
+    failed)."""
 
     artifact: Artifact
     path: Path
     replaced: bool
     relocation: Optional[RelocationReport]
     stats: ExtractStats
+    layout: str = LAYOUT
+    links: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    """Executable links to make for the installed interpreters (see
+    :mod:`pybundle.installer.links`): into ``bin_dir`` (None: ``$PYBUNDLE_BIN_DIR`` or
+    ``~/.local/bin``); ``default`` also links ``python3`` and ``python`` to the newest
+    interpreter installed."""
+
+    bin_dir: Optional[Path] = None
+    default: bool = False
+
+    @property
+    def directory(self) -> Path:
+        """The bin dir links go to."""
+        return Path(os.path.abspath(self.bin_dir)) if self.bin_dir else default_bin_dir()
+
+    @property
+    def on_path(self) -> bool:
+        """True when :attr:`directory` is on ``$PATH``."""
+        return on_path(self.directory)
 
 
 def _selects(request: VersionRequest | PythonRequest, artifact: Artifact) -> bool:
@@ -159,6 +199,10 @@ def install_bundle(
     on_verified: Callable[[VerifiedBundle], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     progress: InstallProgress | None = None,
+    layout: str = LAYOUT,
+    pyenv_name: str | None = None,
+    links: LinkRequest | None = None,
+    index: InstallIndex | None = None,
 ) -> list[InstallResult]:
     """Verify ``bundle`` and install the selected interpreters; see the module docstring.
 
@@ -174,7 +218,13 @@ def install_bundle(
     :mod:`pybundle.installer.policy`; ``serials`` is the rollback record (default: user state);
     ``on_warning`` receives one-line warnings (e.g. a state file that was repaired);
     ``progress`` receives the bytes extracted per interpreter (:mod:`pybundle.installer.progress`).
+    ``layout`` is ``pybundle``, ``uv`` or ``pyenv`` (:mod:`pybundle.installer.layouts`;
+    ``pyenv_name`` names the pyenv version directory); ``links`` asks for executable links
+    (:class:`LinkRequest`; None: none). Links are planned before extraction: one that would
+    replace something pybundle did not make is refused (AlreadyExistsError) before anything
+    changes. ``index`` records the install prefixes for ``pybundle list`` (default: state dir).
     """
+    check_layout(layout)
     if install_dir is not None and prefix is not None:
         raise UsageError("--install-dir and --prefix cannot be used together")
     with BundleSource(bundle) as source:
@@ -188,12 +238,25 @@ def install_bundle(
         signer = verified.key.key_id_hex
         lines = [interpreter_line(a) for a in selected]
         serials.check(signer, lines, manifest.serial, str(bundle), allow_downgrade=allow_downgrade)
-        destinations = _destinations(selected, install_dir, prefix)
+        destinations = layouts.destinations(
+            layout,
+            selected,
+            install_dir=install_dir,
+            prefix=prefix,
+            pyenv_name=pyenv_name,
+            default_install_dir=default_install_dir(),
+        )
         for dest in destinations:  # before extracting: every rewritten file must hold the path
             check_prefix(str(dest))
-        places = _inspect_all(selected, destinations, force)
+        places = _inspect_all(selected, destinations, force, layout)
         _check_replaced_serials(places, signer, manifest.serial, str(bundle), allow_downgrade)
+        index = index or InstallIndex()
+        owner: LinkOwner = (
+            link_owner_lookup(index) if links or layout == "uv" else (lambda _path: None)
+        )
+        plans = _plan_links(selected, destinations, layout, links, force, owner)
         for parent in sorted({d.parent for d in destinations}):
+            layouts.prepare_parent(layout, parent)
             _check_writable(parent)
         _check_space(selected, destinations)
         verify_archives(source, selected)
@@ -206,11 +269,14 @@ def install_bundle(
         )
         with contextlib.ExitStack() as locks:
             for parent in sorted({d.parent for d in destinations}):
-                locks.enter_context(_locked(parent))
+                locks.enter_context(_locked(layouts.lock_file(layout, parent)))
                 _remove_stale_staging(parent)
             # what is there now, under the lock, is what gets replaced (or not)
-            places = _inspect_all(selected, destinations, force)
-            staged = _stage_all(source, selected, destinations, origin, progress)
+            places = _inspect_all(selected, destinations, force, layout)
+            wanted = [
+                tuple((str(p.path), p.target) for p in plan if p.action != "skip") for plan in plans
+            ]
+            staged = _stage_all(source, selected, destinations, origin, layout, wanted, progress)
             results: list[InstallResult] = []
             try:
                 for artifact, place, tree in zip(selected, places, staged):
@@ -218,18 +284,127 @@ def install_bundle(
             finally:
                 for tree in staged[len(results) + 1 :]:
                     remove_tree(tree.staging)
+            results = [
+                _make_links(result, tree, plan, owner)
+                for result, tree, plan in zip(results, staged, plans)
+            ]
         serials.record(signer, lines, manifest.serial)
+    index.update(add=[str(r.path) for r in results if index_worthy(r.path)])
+    if layout == "pyenv":
+        warning = layouts.pyenv_rehash()
+        if warning:
+            results = [replace(r, warnings=(*r.warnings, warning)) for r in results]
     return results
 
 
+def _plan_links(
+    selected: list[Artifact],
+    destinations: list[Path],
+    layout: str,
+    links: LinkRequest | None,
+    force: bool,
+    owner: LinkOwner,
+) -> list[list[LinkPlan]]:
+    """The links to make for each selected artifact, decided before anything is extracted
+    (:func:`pybundle.installer.links.inspect_link` raises for one that may not be replaced).
+
+    Executable links (``links``): each name goes to the newest interpreter that wants it
+    (``python3.12`` to 3.12.1 rather than 3.12.0; ``python3``/``python`` with ``default`` to
+    the newest of all). uv layout: uv's minor-version link when it is absent, already points
+    here, or is pybundle's and points to an older patch; a link uv made is left to uv.
+    """
+    plans: list[list[LinkPlan]] = [[] for _ in selected]
+    order = sorted(
+        range(len(selected)), key=lambda i: _version_key(selected[i].version), reverse=True
+    )
+    if links is not None:
+        bin_dir = links.directory
+        taken: set[str] = set()
+        for rank, i in enumerate(order):
+            names = executable_names(selected[i], default=links.default and rank == 0)
+            for name, exe in names:
+                if name in taken:
+                    continue
+                taken.add(name)
+                target = str(destinations[i] / "bin" / exe)
+                plans[i].append(inspect_link(bin_dir / name, target, force=force, owner=owner))
+    if layout == "uv":
+        minors: set[str] = set()
+        for i in order:
+            minor = layouts.uv_minor_link_name(selected[i])
+            if minor is None or minor in minors:
+                continue
+            minors.add(minor)
+            alias = _plan_minor_link(destinations[i].parent / minor, destinations[i], owner)
+            if alias is not None:
+                plans[i].append(alias)
+    return plans
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    import re
+
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
+def _plan_minor_link(path: Path, dest: Path, owner: LinkOwner) -> LinkPlan | None:
+    """uv's minor-version link ``path`` -> ``dest``, or None when it is uv's (or something
+    else) and must be left alone."""
+    from pybundle.installer.links import link_target
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return LinkPlan(path, str(dest), "create")
+    except OSError:
+        return None
+    if not stat.S_ISLNK(st.st_mode):
+        return None
+    current = link_target(path)
+    if current == str(dest):
+        return LinkPlan(path, str(dest), "keep")
+    if current is None or owner(path) is None:
+        return None
+    if _version_key(os.path.basename(current).split("-")[1]) >= _version_key(
+        dest.name.split("-")[1]
+    ):
+        return None
+    return LinkPlan(path, str(dest), "replace")
+
+
+def _make_links(
+    result: InstallResult, staged: _Staged, plans: list[LinkPlan], owner: LinkOwner
+) -> InstallResult:
+    """Create the links of one placed install (those whose target exists in the tree); a link
+    that cannot be made becomes a warning and is dropped from the receipt, which is then
+    rewritten (it must never list a link pybundle did not make)."""
+    made: list[str] = []
+    warnings: list[str] = []
+    for plan in plans:
+        if plan.action == "skip":
+            warnings.append(plan.note)
+            continue
+        if str(plan.path) not in staged.links:
+            continue  # the tree has no such executable: nothing to link
+        try:
+            make_link(plan, owner=owner)
+        except (AlreadyExistsError, StorageError) as exc:
+            warnings.append(exc.message)
+            continue
+        made.append(str(plan.path))
+    if tuple(made) != staged.links and staged.receipt is not None:
+        write_receipt(result.path, replace(staged.receipt, links=tuple(made)))
+    return replace(result, layout=staged.layout, links=tuple(made), warnings=tuple(warnings))
+
+
 def _inspect_all(
-    selected: list[Artifact], destinations: list[Path], force: bool
+    selected: list[Artifact], destinations: list[Path], force: bool, layout: str
 ) -> list[Destination]:
     """:func:`inspect_destination` for every selected artifact (the whole selection is checked
     before anything is extracted, so a refusal changes nothing)."""
     if len(set(destinations)) != len(destinations):
         raise UsageError("two selected interpreters would install to the same directory")
-    return [inspect_destination(d, a, LAYOUT, force=force) for a, d in zip(selected, destinations)]
+    return [inspect_destination(d, a, layout, force=force) for a, d in zip(selected, destinations)]
 
 
 def _check_replaced_serials(
@@ -314,33 +489,18 @@ def _check_space(selected: list[Artifact], destinations: list[Path]) -> None:
             )
 
 
-def _destinations(
-    selected: list[Artifact], install_dir: Path | None, prefix: Path | None
-) -> list[Path]:
-    if prefix is not None:
-        if len(selected) != 1:
-            names = ", ".join(a.install_name for a in selected)
-            raise UsageError(
-                f"--prefix needs exactly one interpreter, the bundle selection has {len(selected)} "
-                f"({names}); choose one with --versions"
-            )
-        return [Path(os.path.abspath(prefix))]
-    base = Path(os.path.abspath(install_dir or default_install_dir()))
-    return [base / a.install_name for a in selected]
-
-
 class _locked:
-    """Hold ``<dir>/.pybundle.lock`` (filelock) while installing into ``dir``."""
+    """Hold the lock file ``path`` (filelock: flock(2) on Unix) while installing."""
 
-    def __init__(self, directory: Path) -> None:
-        self._lock = FileLock(str(directory / LOCK_NAME))
-        self._directory = directory
+    def __init__(self, path: Path) -> None:
+        self._lock = FileLock(str(path))
+        self._path = path
 
     def __enter__(self) -> None:
         try:
             self._lock.acquire()
         except OSError as exc:
-            raise StorageError(f"{self._directory}: cannot take the install lock: {exc}") from exc
+            raise StorageError(f"{self._path}: cannot take the install lock: {exc}") from exc
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
@@ -353,7 +513,7 @@ def _remove_stale_staging(directory: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if entry.name.startswith(STAGING_PREFIX):
+        if entry.name.startswith((STAGING_PREFIX, REMOVING_PREFIX)):
             remove_tree(entry)
 
 
@@ -364,6 +524,9 @@ class _Staged:
     staging: Path
     stats: ExtractStats
     report: Optional[RelocationReport]
+    layout: str = LAYOUT
+    links: tuple[str, ...] = ()
+    receipt: Optional[Receipt] = None
 
 
 def _stage_one(
@@ -371,12 +534,17 @@ def _stage_one(
     artifact: Artifact,
     dest: Path,
     origin: BundleIdentity,
+    layout: str = LAYOUT,
+    links: tuple[tuple[str, str], ...] = (),
     on_bytes: Callable[[int], None] | None = None,
 ) -> _Staged:
     """Extract ``artifact`` into a new staging dir beside ``dest``, check the bytes extracted
-    against the manifest's sha256 and counts, relocate the tree to ``dest`` and write its
-    receipt (``origin`` is the bundle it came from); ``on_bytes`` receives the bytes extracted
-    so far (see :func:`pybundle.installer.extract.extract_archive`).
+    against the manifest's sha256 and counts, relocate the tree to ``dest``, make its scripts
+    find the interpreter relative to themselves, add the ``layout``'s files and write its
+    receipt (``origin`` is the bundle it came from; ``links`` the planned ``(link path,
+    target)`` pairs, of which those whose target exists in the tree are recorded);
+    ``on_bytes`` receives the bytes extracted so far (see
+    :func:`pybundle.installer.extract.extract_archive`).
 
     Removes the staging dir and raises on any failure (ENOSPC as a needed-vs-free message).
     """
@@ -408,24 +576,31 @@ def _stage_one(
         report = None
         if build_prefix is not None:
             report = relocate(staging, build_prefix, str(dest), source=where)
+        scripts = make_scripts_relative(staging, str(dest))
+        added = layouts.write_layout_files(layout, staging, artifact)
         changed = [] if report is None else [*report.text_files, *report.elf_files]
         removed = [] if report is None else report.removed_bytecode
-        write_receipt(
-            staging,
-            Receipt(
-                prefix=str(dest),
-                layout=LAYOUT,
-                installed_at=now_utc(),
-                bundle=origin,
-                artifact=artifact,
-                build_prefix=build_prefix,
-                files=tuple(
-                    entries_from_records(
-                        staging, stats.records, map(str, changed), map(str, removed)
-                    )
-                ),
+        recorded = tuple(
+            path for path, target in links if os.path.lexists(_staged_path(staging, dest, target))
+        )
+        receipt = Receipt(
+            prefix=str(dest),
+            layout=layout,
+            installed_at=now_utc(),
+            bundle=origin,
+            artifact=artifact,
+            build_prefix=build_prefix,
+            links=recorded,
+            files=tuple(
+                entries_from_records(
+                    staging,
+                    stats.records,
+                    [*map(str, changed), *scripts, *added],
+                    map(str, removed),
+                )
             ),
         )
+        write_receipt(staging, receipt)
     except OSError as exc:
         remove_tree(staging)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -440,7 +615,13 @@ def _stage_one(
     except BaseException:
         remove_tree(staging)
         raise
-    return _Staged(staging, stats, report)
+    return _Staged(staging, stats, report, layout, recorded, replace(receipt, files=()))
+
+
+def _staged_path(staging: Path, dest: Path, target: str) -> str:
+    """Where ``target`` (a path under ``dest``) is in the staging tree."""
+    rel = os.path.relpath(target, dest)
+    return str(staging) if rel == "." else os.path.join(staging, rel)
 
 
 def _die_with_parent(counters: object = None) -> None:
@@ -455,12 +636,18 @@ def _die_with_parent(counters: object = None) -> None:
 
 
 def _stage_in_worker(
-    bundle: Path, artifact: Artifact, dest: Path, origin: BundleIdentity, index: int
+    bundle: Path,
+    artifact: Artifact,
+    dest: Path,
+    origin: BundleIdentity,
+    layout: str,
+    links: tuple[tuple[str, str], ...],
+    index: int,
 ) -> _Staged:
     """:func:`_stage_one` in a worker process, with its own handle on the bundle file;
     ``index`` is the artifact's slot in the shared progress counters."""
     with BundleSource(bundle) as source:
-        return _stage_one(source, artifact, dest, origin, worker_reporter(index))
+        return _stage_one(source, artifact, dest, origin, layout, links, worker_reporter(index))
 
 
 def _stage_all(
@@ -468,6 +655,8 @@ def _stage_all(
     selected: list[Artifact],
     destinations: list[Path],
     origin: BundleIdentity,
+    layout: str = LAYOUT,
+    links: Sequence[tuple[tuple[str, str], ...]] = (),
     progress: InstallProgress | None = None,
 ) -> list[_Staged]:
     """Stage every selected archive: in this process for one archive, else one worker process
@@ -479,12 +668,13 @@ def _stage_all(
     if progress is not None:
         progress.begin(selected)
     workers = min(len(selected), os.cpu_count() or 1)
+    links = list(links) or [() for _ in selected]
     if workers <= 1:
         staged: list[_Staged] = []
         try:
-            for index, (artifact, dest) in enumerate(zip(selected, destinations)):
+            for index, (artifact, dest, wanted) in enumerate(zip(selected, destinations, links)):
                 report = functools.partial(progress.advance, index) if progress else None
-                staged.append(_stage_one(source, artifact, dest, origin, report))
+                staged.append(_stage_one(source, artifact, dest, origin, layout, wanted, report))
                 if progress is not None:
                     progress.end(index)
         except BaseException:
@@ -502,8 +692,10 @@ def _stage_all(
         initargs=(counters.values if counters else None,),
     ) as pool:
         futures = [
-            pool.submit(_stage_in_worker, source.path, artifact, dest, origin, index)
-            for index, (artifact, dest) in enumerate(zip(selected, destinations))
+            pool.submit(
+                _stage_in_worker, source.path, artifact, dest, origin, layout, wanted, index
+            )
+            for index, (artifact, dest, wanted) in enumerate(zip(selected, destinations, links))
         ]
         ended: set[int] = set()
         while True:

@@ -213,9 +213,10 @@ def entries_from_records(
 ) -> list[FileEntry]:
     """The receipt's file list from what the extractor recorded while writing (no second read
     of the tree), corrected for what happened afterwards: ``changed`` paths (relative, e.g.
-    rewritten by relocation) are hashed again from disk, together with every hard link that
-    shares their inode; ``removed`` paths (stale bytecode) are dropped. Directories are not
-    listed. Raises StorageError if a changed file cannot be read."""
+    rewritten by relocation, or files added after extraction) are hashed again from disk,
+    together with every hard link that shares their inode; ``removed`` paths (stale bytecode)
+    are dropped. Directories are not listed. Raises StorageError if a changed file cannot be
+    read."""
     changed = set(changed)
     gone = set(removed)
     for record in records:
@@ -225,23 +226,31 @@ def entries_from_records(
             elif record.path in changed:
                 changed.add(record.target)
     entries: list[FileEntry] = []
+    seen: set[str] = set()
     for record in records:
+        seen.add(record.path)
         if record.kind == "dir" or record.path in gone:
             continue
         if record.kind == "symlink":
             entries.append(FileEntry(record.path, "symlink", target=record.target))
         elif record.path in changed:
-            path = root / record.path
-            try:
-                digest, size = hash_file(str(path))
-                mode = stat.S_IMODE(os.lstat(path).st_mode)
-            except OSError as exc:
-                raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-            entries.append(FileEntry(record.path, "file", mode, size, digest))
+            entries.append(_hashed_entry(root, record.path))
         else:
             entries.append(FileEntry(record.path, "file", record.mode, record.size, record.sha256))
+    entries += [_hashed_entry(root, path) for path in sorted(changed - seen - gone)]
     entries.sort(key=lambda e: e.path)
     return entries
+
+
+def _hashed_entry(root: Path, rel: str) -> FileEntry:
+    """The entry of the regular file ``root/rel``, hashed from disk."""
+    path = root / rel
+    try:
+        digest, size = hash_file(str(path))
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return FileEntry(rel, "file", mode, size, digest)
 
 
 def write_receipt(root: Path, receipt: Receipt) -> Path:
@@ -316,7 +325,8 @@ def read_receipt(root: Path, *, with_files: bool = True) -> Optional[Receipt]:
 def _artifact_from_json(data: Any, source: str) -> Artifact:
     """The artifact entry of a receipt, validated as a manifest artifact would be."""
     wrapper = {
-        "schema_version": 1,
+        # fields beyond v1 (portability) exist only in v2 manifests
+        "schema_version": 2 if isinstance(data, dict) and "portability" in data else 1,
         "bundle_id": "00000000-0000-0000-0000-000000000000",
         "serial": 0,
         "created": "2000-01-01T00:00:00Z",

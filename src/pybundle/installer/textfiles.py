@@ -198,6 +198,43 @@ _SED_PREFIX = re.compile(
 _ECHO = re.compile(r'^[ \t]*(echo )"', re.M)
 
 
+SH_FIND_PREFIX = """\
+# pybundle: the prefix this script's tree is at, exactly as installed while it is there,
+# else where it was moved (quoted throughout: any path pybundle installs to works).
+_pybundle_prefix ()
+{
+    _pybundle_script=$1
+    if _pybundle_link=$(readlink -f -- "$1" 2>/dev/null) && [ -n "$_pybundle_link" ]; then
+        _pybundle_script=$_pybundle_link
+    fi
+    _pybundle_here=$(CDPATH= cd -P -- "$(dirname -- "$_pybundle_script")/.." && pwd -P) || {
+        printf '%s\\n' "$2"
+        return
+    }
+    if [ "$(CDPATH= cd -P -- "$2" 2>/dev/null && pwd -P)" = "$_pybundle_here" ]; then
+        printf '%s\\n' "$2"
+    else
+        printf '%s\\n' "$_pybundle_here"
+    fi
+}
+
+# pybundle: $1 with a leading $prefix replaced by $prefix_real.
+_pybundle_reprefix ()
+{
+    case $1 in
+        "$prefix"*) printf '%s\\n' "$prefix_real${1#"$prefix"}" ;;
+        *) printf '%s\\n' "$1" ;;
+    esac
+}
+
+"""
+"""POSIX sh functions put before the python-config template's ``prefix_real=`` line (see
+:func:`rewrite_shell`): ``_pybundle_prefix SCRIPT PREFIX`` prints PREFIX if the tree SCRIPT
+is in (``SCRIPT/../..``, symlinks resolved) is PREFIX, else the tree's real location;
+``_pybundle_reprefix VALUE`` swaps a leading ``$prefix`` for ``$prefix_real``. Only quoted
+expansions and ``printf``: paths with spaces, ``#``, ``&``, ``\\`` or ``$`` survive."""
+
+
 def _sh_contexts(text: str) -> tuple[list[int], list[str]]:
     """Where the quoting context of a POSIX shell script changes: sorted positions and the
     context from each on: ``U`` unquoted (also inside ``$(...)``), ``S`` single-quoted, ``D``
@@ -273,13 +310,15 @@ def rewrite_shell(text: str, matcher: PrefixMatcher, where: str) -> tuple[str, i
     inside single quotes a ``'`` is written ``'"'"'``, unquoted the path becomes one quoted
     word (:func:`~pybundle.installer.quoting.sh_quote`); comments get it as is when it has no
     newline (the ``#!`` line is left to :func:`rewrite_shebang`). When the script is CPython's
-    python-config template, it is also made to print exactly this prefix: ``prefix_real``
-    (which the template derives from the script's location with unquoted expansions) is set to
-    the quoted prefix, the
-    ``$(echo "..." | sed "s#$prefix#$prefix_real#")`` rewrites (a no-op once both are equal, and
-    broken by ``#``, ``&`` or ``\\`` in a path) become the plain strings, and ``echo "..."``
-    becomes ``printf '%s\\n' "..."`` (dash's echo interprets backslashes). Raises
-    RelocationError for a place inside backquotes when the path needs quoting there.
+    python-config template, it is also made to print exactly this prefix while still following
+    the tree when it is moved: the template's ``installed_prefix`` (unquoted expansions, which
+    break on spaces) is replaced by :data:`SH_FIND_PREFIX`, which prints this prefix when the
+    script's tree is still there and the tree's real location after a plain ``mv``; the
+    ``$(echo "..." | sed "s#$prefix#$prefix_real#")`` rewrites (broken by ``#``, ``&`` or
+    ``\\`` in a path) call :data:`SH_FIND_PREFIX`'s ``_pybundle_reprefix`` instead, which
+    swaps the prefix with parameter expansion; and ``echo "..."`` becomes ``printf '%s\\n'
+    "..."`` (dash's echo interprets backslashes). Raises RelocationError for a place inside
+    backquotes when the path needs quoting there.
     """
     spans = matcher.spans(text)
     template = _PREFIX_REAL.search(text)
@@ -319,9 +358,10 @@ def rewrite_shell(text: str, matcher: PrefixMatcher, where: str) -> tuple[str, i
         edits.append((start, end, replacement))
         count += 1
     if template is not None:
-        edits.append((*template.span(1), sh_quote(new)))
+        edits.append((template.start(), template.start(), SH_FIND_PREFIX))
+        edits.append((*template.span(1), f'$(_pybundle_prefix "$0" {sh_quote(new)})'))
         for m in _SED_PREFIX.finditer(text):
-            edits += [(*m.span(1), ""), (*m.span(2), "")]
+            edits += [(*m.span(1), "$(_pybundle_reprefix "), (*m.span(2), ")")]
         edits += [(*m.span(1), "printf '%s\\n' ") for m in _ECHO.finditer(text)]
         count += 1
     _check_disjoint(edits, where)
