@@ -31,6 +31,8 @@ else:
     _ISAL_ERRORS = (cast("type[BaseException]", igzip_lib.IsalError),)
 
 ARCHIVE_FORMATS = ("tar.gz", "tar.zst")
+TAR_STREAM = "tar"
+"""An uncompressed tar stream (what a compact bundle's solid stream holds per archive)."""
 ZSTD_MAX_WINDOW = 128 * 1024 * 1024
 """Largest zstd window accepted, in bytes: a frame asking for more is refused, so a hostile
 archive cannot make the decoder allocate gigabytes (python-zstandard's ``max_window_size``)."""
@@ -61,7 +63,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def open_decompressed(stream: IO[bytes], archive_format: str) -> IO[bytes]:
-    """Wrap ``stream`` in a streaming decompressor for ``archive_format``.
+    """Wrap ``stream`` in a streaming decompressor for ``archive_format`` (``tar``: none).
 
     gzip is inflated by ISA-L when ``isal`` is installed (stdlib gzip otherwise), on the
     calling thread (wrap it in :class:`InflateThread` to overlap it with other work); zstd
@@ -75,7 +77,20 @@ def open_decompressed(stream: IO[bytes], archive_format: str) -> IO[bytes]:
     if archive_format == "tar.zst":
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         return cast(IO[bytes], dctx.stream_reader(stream, read_across_frames=True, closefd=False))
+    if archive_format == TAR_STREAM:
+        return cast(IO[bytes], _Uncompressed(stream))
     raise UnsafeArchiveError(f"unsupported archive format {archive_format!r}")
+
+
+class _Uncompressed:
+    """An uncompressed stream behind the decompressors' interface: ``close`` leaves the
+    underlying stream open (its owner drains and hashes the rest)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.read = stream.read
+
+    def close(self) -> None:
+        return None
 
 
 class InflateThread:

@@ -72,6 +72,73 @@ class Portability:
         )
 
 
+TAR_FORMAT = "tar"
+"""The read format of an archive carried in a solid stream: an uncompressed tar."""
+
+
+@dataclass(frozen=True)
+class SolidEntry:
+    """An archive's place in a compact bundle's solid stream: the 7z entry ``name`` (the
+    upstream file name with the compression suffix dropped, e.g. ``...install_only.tar``)
+    and the ``size`` (bytes) and ``sha256`` (hex) of that uncompressed tar stream, which the
+    installer reads and checks before it places a tree."""
+
+    name: str
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "size", "sha256"}``."""
+        return {"name": self.name, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SolidEntry:
+        """Read what :meth:`to_json` wrote (schema-valid input)."""
+        return cls(name=data["name"], size=data["size"], sha256=data["sha256"])
+
+
+@dataclass(frozen=True)
+class SolidContainer:
+    """A compact bundle's solid stream: one zip member (``member``, STORED, ``size`` bytes,
+    ``sha256``) holding a 7z archive (7-Zip's format, 7zFormat.txt) whose one folder
+    compresses the tars of every artifact with a ``solid`` entry, in manifest order.
+    ``compression`` is the 7z coder (``lzma2``); ``dictionary`` its dictionary size in bytes
+    (the decoder's memory); ``unpacked_size`` the sum of the tar sizes in bytes."""
+
+    member: str
+    size: int
+    sha256: str
+    compression: str
+    dictionary: int
+    unpacked_size: int
+    format: str = "7z"
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``solid`` object."""
+        return {
+            "member": self.member,
+            "format": self.format,
+            "compression": self.compression,
+            "dictionary": self.dictionary,
+            "size": self.size,
+            "sha256": self.sha256,
+            "unpacked_size": self.unpacked_size,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SolidContainer:
+        """Read what :meth:`to_json` wrote (schema-valid input)."""
+        return cls(
+            member=data["member"],
+            size=data["size"],
+            sha256=data["sha256"],
+            compression=data["compression"],
+            dictionary=data["dictionary"],
+            unpacked_size=data["unpacked_size"],
+            format=data["format"],
+        )
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One interpreter archive inside a bundle.
@@ -105,6 +172,24 @@ class Artifact:
     time; None: not recorded (local prefixes, older bundles)."""
     portability: Optional[Portability] = None
     """Host libraries a ``--from-prefix`` archive needs (manifest v2 only), or None."""
+    solid: Optional[SolidEntry] = None
+    """In a compact bundle (manifest v2 only): the archive travels decompressed, as a tar in
+    the bundle's solid stream (:class:`SolidContainer`), and ``member`` names no zip member.
+    ``size``/``sha256`` stay those of the upstream archive (checked at bundle time)."""
+
+    @property
+    def read_format(self) -> str:
+        """The format of the stream the installer reads: ``tar`` (uncompressed) for an
+        archive in the solid stream, else ``archive_format``."""
+        return TAR_FORMAT if self.solid is not None else self.archive_format
+
+    @property
+    def read_digest(self) -> tuple[str, int]:
+        """``(sha256, size)`` of the bytes the installer reads and checks before placing a
+        tree: the tar stream's for an archive in the solid stream, else the archive's."""
+        if self.solid is not None:
+            return self.solid.sha256, self.solid.size
+        return self.sha256, self.size
 
     @property
     def member(self) -> str:
@@ -160,6 +245,7 @@ class Artifact:
             "file_count": self.file_count,
             **({"sha256_source": self.sha256_source} if self.sha256_source else {}),
             **({"portability": self.portability.to_json()} if self.portability else {}),
+            **({"solid": self.solid.to_json()} if self.solid else {}),
         }
 
     @classmethod
@@ -192,13 +278,25 @@ class Artifact:
             portability=(
                 Portability.from_json(data["portability"]) if data.get("portability") else None
             ),
+            solid=SolidEntry.from_json(data["solid"]) if data.get("solid") else None,
         )
 
 
-def required_schema_version(artifacts: Sequence[Artifact]) -> int:
+V2_ARTIFACT_FIELDS = ("portability", "solid")
+"""Artifact fields that exist only in manifest schema version 2."""
+
+
+def required_schema_version(
+    artifacts: Sequence[Artifact], solid: Optional[SolidContainer] = None
+) -> int:
     """The lowest manifest schema version that can hold ``artifacts``: 2 when one records
-    ``portability`` (a v2 field), else 1 (what every pybundle reads)."""
-    return 2 if any(a.portability is not None for a in artifacts) else SCHEMA_VERSION
+    ``portability`` or ``solid`` (v2 fields) or the bundle has a solid stream, else 1 (what
+    every pybundle reads)."""
+    if solid is not None or any(
+        a.portability is not None or a.solid is not None for a in artifacts
+    ):
+        return 2
+    return SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -215,6 +313,8 @@ class Manifest:
     tool_version: str = __version__
     expires: Optional[datetime] = None
     schema_version: int = field(default=SCHEMA_VERSION)
+    solid: Optional[SolidContainer] = None
+    """The compact bundle's solid stream (manifest v2 only), or None."""
 
     @classmethod
     def new(
@@ -224,17 +324,21 @@ class Manifest:
         serial: int | None = None,
         expires: datetime | None = None,
         now: datetime | None = None,
+        solid: SolidContainer | None = None,
+        bundle_id: str | None = None,
     ) -> Manifest:
-        """A fresh manifest with a random bundle id; the serial defaults to ``created`` in Unix
-        seconds, so later bundles of one signer get higher serials."""
+        """A fresh manifest; the serial defaults to ``created`` in Unix seconds, so later
+        bundles of one signer get higher serials. ``bundle_id`` defaults to a random UUID
+        (:mod:`pybundle.bundler.reproducible` derives one from the inputs instead)."""
         created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
         return cls(
-            bundle_id=str(uuid.uuid4()),
+            bundle_id=bundle_id or str(uuid.uuid4()),
             serial=int(created.timestamp()) if serial is None else serial,
             created=created,
             artifacts=tuple(artifacts),
             expires=expires,
-            schema_version=required_schema_version(artifacts),
+            schema_version=required_schema_version(artifacts, solid),
+            solid=solid,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -249,6 +353,8 @@ class Manifest:
             doc["expires"] = format_timestamp(self.expires)
         doc["tool"] = {"name": "pybundle", "version": self.tool_version}
         doc["artifacts"] = [a.to_json() for a in self.artifacts]
+        if self.solid is not None:
+            doc["solid"] = self.solid.to_json()
         return doc
 
     def to_bytes(self) -> bytes:
@@ -285,6 +391,7 @@ class Manifest:
             tool_version=doc["tool"]["version"],
             artifacts=tuple(Artifact.from_json(a) for a in doc["artifacts"]),
             schema_version=doc["schema_version"],
+            solid=SolidContainer.from_json(doc["solid"]) if doc.get("solid") else None,
         )
         _check_semantics(manifest, source)
         return manifest
@@ -297,6 +404,7 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
     ambiguous, so such a manifest is refused when written and when read)."""
     seen: set[str] = set()
     places: dict[str, str] = {}
+    _check_solid(manifest, source)
     for artifact in manifest.artifacts:
         if artifact.member in seen:
             raise ManifestError(f"{source}: manifest lists {artifact.member} twice")
@@ -321,3 +429,30 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
                 f"{source}: {artifact.file_name} has an unsafe strip_prefix "
                 f"{artifact.strip_prefix!r}"
             )
+
+
+def _check_solid(manifest: Manifest, source: str) -> None:
+    """A solid stream and the artifacts in it go together: artifacts with a ``solid`` entry
+    need the manifest's ``solid`` container (and it needs at least one of them), entry names
+    are unique, and the container's member is no artifact's member."""
+    entries = [a.solid.name for a in manifest.artifacts if a.solid is not None]
+    container = manifest.solid
+    if container is None:
+        if entries:
+            raise ManifestError(f"{source}: manifest puts archives in a solid stream it lacks")
+        return
+    if not entries:
+        raise ManifestError(f"{source}: manifest has a solid stream that holds no archive")
+    if len(set(entries)) != len(entries):
+        raise ManifestError(f"{source}: manifest names one solid stream entry twice")
+    if any(a.member == container.member for a in manifest.artifacts):
+        raise ManifestError(
+            f"{source}: the solid stream's member {container.member} is also an archive's"
+        )
+    if (
+        sum(a.solid.size for a in manifest.artifacts if a.solid is not None)
+        != container.unpacked_size
+    ):
+        raise ManifestError(
+            f"{source}: the solid stream's unpacked size disagrees with its entries' sizes"
+        )

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 from pybundle.archives import ARCHIVE_FORMATS
+from pybundle.bundler import reproducible
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.catalog import (
     CatalogEntry,
@@ -37,12 +38,14 @@ from pybundle.bundler.portability import PortabilityError, audit_tree, describe
 from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
+from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
-from pybundle.manifest import Artifact, Manifest
+from pybundle.manifest import Artifact, Manifest, SolidContainer
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
+from pybundle.volumes import existing_parts, write_volumes
 
 PBS_BUILD_PREFIX = "/install"
 """python-build-standalone configures CPython with this placeholder prefix (PBS docs)."""
@@ -126,6 +129,10 @@ class BundleReport:
     seconds: float = 0.0
     summary: Optional[DownloadSummary] = None
     plan: Optional[Plan] = None
+    parts: list[Path] = field(default_factory=list)
+    """With a volume size: the volumes written (``NAME.001``, ...), else empty."""
+    compact_seconds: float = 0.0
+    """Time spent making the solid stream (``compact``), in seconds."""
 
 
 def make_plan(entries: Sequence[CatalogEntry], selection: Selection) -> Plan:
@@ -254,6 +261,9 @@ def build_bundle(
     progress: Optional[Progress] = None,
     entries: Optional[Sequence[CatalogEntry]] = None,
     strict_portability: bool = False,
+    compact: Optional[CompactOptions] = None,
+    volume_size: Optional[int] = None,
+    keep_plain: Collection[str] = (),
 ) -> BundleReport:
     """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
@@ -263,6 +273,13 @@ def build_bundle(
     (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
     ``portability``); ``strict_portability`` refuses a prefix that needs any
     (PortabilityError, exit 7).
+
+    ``compact`` puts the archives in one solid stream (:mod:`pybundle.bundler.solid`), all
+    but those whose file names are in ``keep_plain`` (which stay plain members, e.g. the
+    bootstrap interpreter of a self-installing bundle, which its sh stub must unpack with
+    tar and gzip). ``volume_size`` writes ``NAME.001``, ``NAME.002``, ... of at most that
+    many bytes instead of ``NAME`` (:func:`pybundle.volumes.write_volumes`). With
+    ``SOURCE_DATE_EPOCH`` set, the output is reproducible (:mod:`pybundle.bundler.reproducible`).
 
     From the downloads on, the run holds ``.NAME.lock`` beside the output and first removes
     what killed runs to the same output left there (:func:`pybundle.bundler.workfiles.
@@ -276,8 +293,10 @@ def build_bundle(
     """
     started = time.monotonic()
     output = output.absolute()
-    if output.exists() and not force:
-        raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
+    created = reproducible.now()
+    for existing in [output] if volume_size is None else existing_parts(output)[:1]:
+        if existing.exists() and not force:
+            raise AlreadyExistsError(f"{existing}: already exists (use --force to replace it)")
     infos = [probe_prefix(p) for p in from_prefixes]
     audits = [
         audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
@@ -326,12 +345,59 @@ def build_bundle(
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
+            solid = None
+            compact_started = time.monotonic()
+            if compact is not None:
+                items, solid = _compact(items, work, created, compact, keep_plain)
+            compact_seconds = time.monotonic() - compact_started if solid else 0.0
+            target = output if volume_size is None else work / output.name
             manifest = write_bundle(
-                output, items, secret_key=secret_key, force=force, serial=serial, expires=expires
+                target,
+                items,
+                secret_key=secret_key,
+                force=force,
+                serial=serial,
+                expires=expires,
+                solid=solid,
+                now=created,
+            )
+            parts = (
+                write_volumes(target, output, volume_size, force=force)
+                if volume_size is not None
+                else []
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
+    return BundleReport(
+        manifest,
+        output,
+        downloads,
+        time.monotonic() - started,
+        summary,
+        the_plan,
+        parts,
+        compact_seconds,
+    )
+
+
+def _compact(
+    items: list[tuple[Artifact, Path]],
+    work: Path,
+    created: datetime,
+    options: CompactOptions,
+    keep_plain: Collection[str],
+) -> tuple[list[tuple[Artifact, Path]], Optional[tuple[SolidContainer, Path]]]:
+    """Move every archive but those named in ``keep_plain`` into the solid stream; returns
+    the items with their artifacts updated and the stream (None when nothing went in)."""
+    inside = [(a, p) for a, p in items if a.file_name not in keep_plain]
+    if not inside:
+        return items, None
+    container, entries, path = run_stoppable(
+        lambda stop: pack_solid(inside, work, when=created, options=options, stop=stop),
+        name="pybundle-compact",
+    )
+    updated = {a.file_name: a for a in entries}
+    return [(updated.get(a.file_name, a), p) for a, p in items], (container, path)
 
 
 def _download_all(

@@ -7,7 +7,12 @@ Members, in this order (the installer relies on the first two coming first):
    bytes, whose trusted comment carries the bundle id, serial and created time (absent in an
    unsigned bundle, which the installer refuses);
 3. ``archives/<file name>`` - each archive byte for byte, STORED (no compression), ZIP64 when
-   needed, so the upstream sha256 stays checkable offline.
+   needed, so the upstream sha256 stays checkable offline; in a compact bundle, the archives
+   in the solid stream are not members: ``archives/interpreters.7z`` (STORED too, see
+   :mod:`pybundle.bundler.solid`) holds their tars.
+
+Every member carries the manifest's created time and mode 0644, and members come in the
+order above, so equal inputs give equal bytes (see :mod:`pybundle.bundler.reproducible`).
 
 The zip is written to a temporary file beside the output (``.NAME.XXXXXXXX.tmp``, see
 :mod:`pybundle.bundler.workfiles`; removed on any error or interruption) and renamed into place;
@@ -19,13 +24,15 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from pybundle.bundler.reproducible import bundle_id_for, source_date_epoch
 from pybundle.bundler.workfiles import make_temp_file
 from pybundle.errors import AlreadyExistsError, StorageError
 from pybundle.hashing import CHUNK_SIZE, check_digest
-from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest, SolidContainer
 from pybundle.signing import SecretKey, sign
 
 ZIP64_THRESHOLD = 0x7FFFFFFF
@@ -55,17 +62,31 @@ def write_bundle(
     force: bool = False,
     serial: int | None = None,
     expires: datetime | None = None,
+    solid: tuple[SolidContainer, Path] | None = None,
+    now: datetime | None = None,
 ) -> Manifest:
     """Write the bundle to ``output`` and return its manifest.
 
     ``items`` pairs each artifact with the local archive file holding its bytes; every archive
     is re-hashed while it is copied, so a file changed since it was verified is caught.
+    ``solid`` is a compact bundle's solid stream (its record and 7z file), which carries the
+    archives whose artifact has a ``solid`` entry (their paths in ``items`` are not read).
+    ``now`` is the created time (default: the clock); with ``SOURCE_DATE_EPOCH`` set, the
+    bundle id is derived from the manifest (:func:`pybundle.bundler.reproducible.bundle_id_for`).
     Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
     """
     output = output.absolute()
     if output.exists() and not force:
         raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
-    manifest = Manifest.new([a for a, _ in items], serial=serial, expires=expires)
+    manifest = Manifest.new(
+        [a for a, _ in items],
+        serial=serial,
+        expires=expires,
+        now=now or source_date_epoch(),
+        solid=solid[0] if solid else None,
+    )
+    if source_date_epoch() is not None:
+        manifest = replace(manifest, bundle_id=bundle_id_for(manifest))
     manifest_bytes = manifest.to_bytes()
     signature = (
         sign(manifest_bytes, secret_key, trusted_comment_for(manifest))
@@ -85,8 +106,19 @@ def write_bundle(
             zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
             if signature is not None:
                 zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
+            if solid is not None:
+                container, container_path = solid
+                _add_member(
+                    zf,
+                    container.member,
+                    container_path,
+                    container.sha256,
+                    container.size,
+                    manifest.created,
+                )
             for artifact, path in items:
-                _add_archive(zf, artifact, path, manifest.created)
+                if artifact.solid is None:
+                    _add_archive(zf, artifact, path, manifest.created)
             zf.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -102,18 +134,24 @@ def write_bundle(
 
 
 def _add_archive(zf: zipfile.ZipFile, artifact: Artifact, path: Path, when: datetime) -> None:
+    _add_member(zf, artifact.member, path, artifact.sha256, artifact.size, when)
+
+
+def _add_member(
+    zf: zipfile.ZipFile, member: str, path: Path, sha256: str, expected: int, when: datetime
+) -> None:
     import hashlib
 
     digest = hashlib.sha256()
     size = 0
-    info = _zipinfo(artifact.member, when)
-    info.file_size = artifact.size
+    info = _zipinfo(member, when)
+    info.file_size = expected
     with (
         open(path, "rb") as src,
-        zf.open(info, "w", force_zip64=artifact.size > ZIP64_THRESHOLD) as dst,
+        zf.open(info, "w", force_zip64=expected > ZIP64_THRESHOLD) as dst,
     ):
         while chunk := src.read(CHUNK_SIZE):
             digest.update(chunk)
             size += len(chunk)
             dst.write(chunk)
-    check_digest(str(path), (digest.hexdigest(), size), artifact.sha256, artifact.size)
+    check_digest(str(path), (digest.hexdigest(), size), sha256, expected)

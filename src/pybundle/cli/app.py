@@ -6,7 +6,7 @@ Errors are not handled here: they propagate to :func:`pybundle.cli.main`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -77,8 +77,9 @@ app.add_typer(cache_app, name="cache")
 def _expiry(expires_in: Optional[str]) -> Optional[datetime]:
     if expires_in is None:
         return None
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    return now + timedelta(seconds=duration(expires_in, "--expires-in"))
+    from pybundle.bundler.reproducible import now  # SOURCE_DATE_EPOCH when set
+
+    return now() + timedelta(seconds=duration(expires_in, "--expires-in"))
 
 
 _VERSIONS_HELP = (
@@ -208,14 +209,29 @@ def bundle(
         metavar="AGE",
         help="Installers refuse the bundle after this long: 90d, 12w.",
     ),
+    compact: bool = typer.Option(
+        False,
+        "--compact",
+        help="Carry the archives as one solid LZMA2 stream (7z): about half the size, slower "
+        "to make.",
+    ),
+    volume_size: Optional[str] = typer.Option(
+        None,
+        "--volume-size",
+        metavar="SIZE",
+        help="Write FILE.001, FILE.002, ... of at most SIZE each: 700M, 4G, 4GB or fat32 "
+        "(4 GiB - 1).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
-    """Resolve versions against the catalog, download, and pack one signed .pybundle file."""
+    """Resolve versions against the catalog, download, and pack one signed .pybundle file.
+    With SOURCE_DATE_EPOCH set, the same inputs give the same bytes."""
     from pybundle.bundler.build import build_bundle, plan_selection
     from pybundle.bundler.cache import default_cache_dir
     from pybundle.bundler.selection import Selection
+    from pybundle.bundler.solid import CompactOptions
     from pybundle.cli.render import bundle_lines, plan_lines
 
     selection = Selection.parse(
@@ -231,6 +247,9 @@ def bundle(
         mirror=mirror,
     )
     expires = _expiry(expires_in)
+    from pybundle.volumes import parse_volume_size
+
+    volume_bytes = parse_volume_size(volume_size) if volume_size is not None else None
     cache = cache_dir or default_cache_dir()
     if dry_run or as_json:
         plan = plan_selection(selection, cache)
@@ -264,6 +283,8 @@ def bundle(
             expires=expires,
             progress=progress,
             strict_portability=strict_portability,
+            compact=CompactOptions() if compact else None,
+            volume_size=volume_bytes,
         )
     finally:
         progress.close()

@@ -56,6 +56,18 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
         )
     hits = sum(1 for d in report.downloads if d.cached)
     total = sum(a.size for a in report.manifest.artifacts)
+    solid = report.manifest.solid
+    if solid is not None:
+        inside = sum(a.size for a in report.manifest.artifacts if a.solid is not None)
+        lines.append(
+            f"compact: {size(inside)} of archives -> {size(solid.size)} solid LZMA2 stream "
+            f"({solid.size / inside:.0%}; {report.compact_seconds:.1f} s)"
+        )
+    if report.parts:
+        lines.append(
+            f"volumes: {', '.join(p.name for p in report.parts)} "
+            f"(join: cat {report.output.name}.0* > {report.output.name})"
+        )
     signed = f", signed by key {key.public_key.key_id_hex}" if key else ", UNSIGNED"
     lines.append(
         f"wrote {report.output} ({plural(len(report.manifest.artifacts), 'interpreter')}, "
@@ -100,7 +112,9 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
     with BundleSource(path) as source:
         manifest = Manifest.from_bytes(source.manifest_bytes(), str(path))
         signer = read_signer(source)
+        parts = list(zip(source.file.parts, source.file.sizes))
     doc = manifest.to_json()
+    doc["container"] = container_doc(manifest, parts, volume_set=source.file.is_volume_set)
     doc["signature"] = (
         {
             "key_id": signer.key_id_hex,
@@ -114,14 +128,57 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
     return doc, manifest, signer
 
 
+def container_doc(
+    manifest: Any, parts: Sequence[tuple[Path, int]], *, volume_set: bool
+) -> dict[str, Any]:
+    """``inspect``'s ``container``: ``kind`` (``zip``, or ``zip+7z`` for a compact bundle),
+    ``compression`` (``stored`` or the solid stream's ``lzma2``), ``archives_bytes`` (the
+    upstream archives' sizes added up), ``carried_bytes`` (what carries them in the file),
+    ``ratio`` (carried / archives), ``file_bytes`` and ``volumes`` (``[{"file", "bytes"}]``
+    for a volume set, else empty)."""
+    solid = manifest.solid
+    archives = sum(a.size for a in manifest.artifacts)
+    carried = sum(a.size for a in manifest.artifacts if a.solid is None) + (
+        solid.size if solid else 0
+    )
+    return {
+        "kind": "zip+7z" if solid else "zip",
+        "compression": solid.compression if solid else "stored",
+        "dictionary": solid.dictionary if solid else None,
+        "solid_archives": sum(1 for a in manifest.artifacts if a.solid is not None),
+        "archives_bytes": archives,
+        "carried_bytes": carried,
+        "ratio": round(carried / archives, 4) if archives else None,
+        "file_bytes": sum(n for _, n in parts),
+        "volumes": [{"file": str(p), "bytes": n} for p, n in parts] if volume_set else [],
+    }
+
+
 def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> list[str]:
-    """``inspect`` as text: bundle id, serial, signer, one line per archive."""
+    """``inspect`` as text: bundle id, serial, signer, container, one line per archive."""
     lines = [
         f"bundle {manifest.bundle_id}  serial {manifest.serial}  created {doc['created']}",
         f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)",
     ]
+    c = doc["container"]
+    if c["kind"] == "zip":
+        lines.append(f"container: zip, archives stored as published ({size(c['file_bytes'])})")
+    else:
+        lines.append(
+            f"container: zip with a solid 7z stream, {c['compression']} "
+            f"(dictionary {c['dictionary'] // 1024**2} MiB): {c['solid_archives']} archives, "
+            f"{size(c['archives_bytes'])} as published -> {size(c['carried_bytes'])} "
+            f"(ratio {c['ratio']:.2f})"
+        )
+    if c["volumes"]:
+        lines.append(
+            f"volumes: {len(c['volumes'])} ("
+            + ", ".join(f"{Path(v['file']).name} {size(v['bytes'])}" for v in c["volumes"])
+            + ")"
+        )
     for a in manifest.artifacts:
-        lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}")
+        where = "  [solid]" if a.solid is not None else ""
+        lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}{where}")
         if a.portability is not None:
             lines.append(f"    needs from the host: {', '.join(a.portability.libraries)}")
     return lines

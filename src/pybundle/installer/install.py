@@ -259,7 +259,7 @@ def install_bundle(
             layouts.prepare_parent(layout, parent)
             _check_writable(parent)
         _check_space(selected, destinations)
-        verify_archives(source, selected)
+        verify_archives(source, selected, manifest)
         origin = BundleIdentity(
             bundle_id=manifest.bundle_id,
             serial=manifest.serial,
@@ -276,7 +276,9 @@ def install_bundle(
             wanted = [
                 tuple((str(p.path), p.target) for p in plan if p.action != "skip") for plan in plans
             ]
-            staged = _stage_all(source, selected, destinations, origin, layout, wanted, progress)
+            staged = _stage_all(
+                source, selected, destinations, origin, layout, wanted, progress, manifest
+            )
             results: list[InstallResult] = []
             try:
                 for artifact, place, tree in zip(selected, places, staged):
@@ -559,7 +561,7 @@ def _stage_one(
         with source.open_archive(artifact) as stream:
             stats = extract_archive(
                 stream,
-                artifact.archive_format,
+                artifact.read_format,
                 artifact.strip_prefix,
                 staging,
                 source=where,
@@ -569,7 +571,7 @@ def _stage_one(
                 on_bytes=on_bytes,
             )
             extracted = stream.finish()
-        check_digest(where, extracted, artifact.sha256, artifact.size)
+        check_digest(where, extracted, *artifact.read_digest)
         _check_counts(artifact, stats, where)
         # The tree's own sysconfigdata is authoritative; the manifest's record is a fallback.
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
@@ -658,10 +660,14 @@ def _stage_all(
     layout: str = LAYOUT,
     links: Sequence[tuple[tuple[str, str], ...]] = (),
     progress: InstallProgress | None = None,
+    manifest: Manifest | None = None,
 ) -> list[_Staged]:
     """Stage every selected archive: in this process for one archive, else one worker process
-    per CPU (extraction is CPU-bound Python, so threads would not help). If one fails, the
-    staging dirs of the others are removed and the first failure in manifest order is raised.
+    per CPU (extraction is CPU-bound Python, so threads would not help). Archives in a compact
+    bundle's solid stream are staged in this process, in manifest order, from one decoding
+    pass (``manifest`` needed; decoding runs on a thread beside the extraction). If one fails,
+    the staging dirs of the others are removed and the first failure in manifest order is
+    raised.
     ``progress`` hears of every archive's bytes from this thread (workers report through
     shared counters, polled every :data:`PROGRESS_POLL` seconds).
     """
@@ -669,14 +675,20 @@ def _stage_all(
         progress.begin(selected)
     workers = min(len(selected), os.cpu_count() or 1)
     links = list(links) or [() for _ in selected]
-    if workers <= 1:
+    solid = manifest is not None and any(a.solid is not None for a in selected)
+    if workers <= 1 or solid:
         staged: list[_Staged] = []
         try:
-            for index, (artifact, dest, wanted) in enumerate(zip(selected, destinations, links)):
-                report = functools.partial(progress.advance, index) if progress else None
-                staged.append(_stage_one(source, artifact, dest, origin, layout, wanted, report))
-                if progress is not None:
-                    progress.end(index)
+            with source.solid_pass(manifest, selected) if manifest else contextlib.nullcontext():
+                for index, (artifact, dest, wanted) in enumerate(
+                    zip(selected, destinations, links)
+                ):
+                    report = functools.partial(progress.advance, index) if progress else None
+                    staged.append(
+                        _stage_one(source, artifact, dest, origin, layout, wanted, report)
+                    )
+                    if progress is not None:
+                        progress.end(index)
         except BaseException:
             for done in staged:
                 remove_tree(done.staging)

@@ -28,7 +28,7 @@ from pybundle import __version__
 from pybundle.errors import AlreadyExistsError, ManifestError, PybundleError, StorageError
 from pybundle.installer.treewriter import FileRecord
 from pybundle.jsondoc import load_json
-from pybundle.manifest import Artifact, format_timestamp, parse_timestamp
+from pybundle.manifest import V2_ARTIFACT_FIELDS, Artifact, format_timestamp, parse_timestamp
 from pybundle.schema import RECEIPT_SCHEMA_FILE, validate_document, validate_manifest_document
 
 RECEIPT_NAME = ".pybundle-receipt.json"
@@ -325,8 +325,10 @@ def read_receipt(root: Path, *, with_files: bool = True) -> Optional[Receipt]:
 def _artifact_from_json(data: Any, source: str) -> Artifact:
     """The artifact entry of a receipt, validated as a manifest artifact would be."""
     wrapper = {
-        # fields beyond v1 (portability) exist only in v2 manifests
-        "schema_version": 2 if isinstance(data, dict) and "portability" in data else 1,
+        # fields beyond v1 (portability, solid) exist only in v2 manifests
+        "schema_version": (
+            2 if isinstance(data, dict) and any(k in data for k in V2_ARTIFACT_FIELDS) else 1
+        ),
         "bundle_id": "00000000-0000-0000-0000-000000000000",
         "serial": 0,
         "created": "2000-01-01T00:00:00Z",

@@ -3,6 +3,10 @@
 The reader trusts nothing in the zip: members are looked up by the names the manifest gives,
 never by listing, and each must be STORED with the size the manifest records. The zip's
 member list is checked only to refuse members the manifest does not account for.
+
+A bundle named as ``NAME.001`` is a volume set, read as one file
+(:class:`pybundle.volumes.BundleFile`); a compact bundle's archives are read from its solid
+stream (:meth:`BundleSource.solid_pass`, :mod:`pybundle.installer.solid`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -22,6 +26,7 @@ from typing import Any, BinaryIO, cast
 from pybundle.errors import IntegrityError, ManifestError, SignatureError, StorageError
 from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Artifact, Manifest
 from pybundle.signing import MAX_SIGNATURE_BYTES
+from pybundle.volumes import BundleFile, VolumeError, missing_end
 
 HASH_CHUNK = 4 * 1024 * 1024
 """Read size for hashing archive members, in bytes."""
@@ -30,20 +35,24 @@ HASH_CHUNK = 4 * 1024 * 1024
 class BundleSource:
     """An open bundle file. Use as a context manager; ``path`` is named in every error.
 
-    Raises IntegrityError when the file is not a zip, StorageError when it cannot be read.
+    Raises IntegrityError when the file is not a zip, StorageError when it cannot be read,
+    VolumeError (exit 5) for an incomplete or inconsistent volume set.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = BundleFile(path)
+        self._solid: Any = None
         try:
-            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot open: {exc.strerror or exc}") from exc
-        try:
+            if self._file.is_volume_set and not _has_end_record(self._file):
+                raise missing_end(self._file)
             self._zip = zipfile.ZipFile(self._file, "r")
-            _check_end_record(path, self._file, len(self._zip.infolist()))
+            _check_end_record(path, cast(BinaryIO, self._file), len(self._zip.infolist()))
             for info in self._zip.infolist():
                 _check_entry(path, info)
+            if self._file.is_volume_set:
+                for info in self._zip.infolist():
+                    self._check_local_header(info)
         except zipfile.BadZipFile as exc:
             self._file.close()
             raise IntegrityError(f"{path}: not a pybundle file (not a zip archive: {exc})") from exc
@@ -122,7 +131,10 @@ class BundleSource:
 
         Raises ManifestError naming the first offending member.
         """
-        expected = {MANIFEST_NAME, SIGNATURE_NAME} | {a.member for a in manifest.artifacts}
+        members = [a.member for a in manifest.artifacts if a.solid is None]
+        if manifest.solid is not None:
+            members.append(manifest.solid.member)
+        expected = {MANIFEST_NAME, SIGNATURE_NAME, *members}
         names = [i.filename for i in self._zip.infolist()]
         seen: set[str] = set()
         for name in names:
@@ -131,52 +143,116 @@ class BundleSource:
             seen.add(name)
             if name not in expected:
                 raise ManifestError(f"{self.path}: member {name!r} is not listed in the manifest")
-        for artifact in manifest.artifacts:
-            if artifact.member not in seen:
+        for member in members:
+            if member not in seen:
                 raise ManifestError(
-                    f"{self.path}: manifest lists {artifact.member}, which is not in the bundle"
+                    f"{self.path}: manifest lists {member}, which is not in the bundle"
                 )
+
+    @property
+    def file(self) -> BundleFile:
+        """The bundle's bytes as one file (a volume set's parts joined)."""
+        return self._file
 
     @contextmanager
     def open_archive(self, artifact: Artifact) -> Iterator[ArchiveReader]:
-        """Stream an archive member's bytes, hashing them as they are read (see
-        :meth:`ArchiveReader.finish`). The member must be STORED and exactly ``artifact.size``
-        bytes long per the zip directory; ManifestError otherwise."""
-        info = self._member_info(artifact)
-        with open(self.path, "rb", buffering=0) as raw:
-            try:
-                start = self._data_offset(raw, info, artifact.member)
-            except (OSError, OverflowError, ValueError) as exc:
-                raise IntegrityError(
-                    f"{self.path}: member {artifact.member} has a damaged local header: {exc}"
-                ) from exc
-            yield ArchiveReader(_Region(raw, start, info.file_size))
+        """Stream the bytes the installer reads for ``artifact``, hashing them as they are read
+        (see :meth:`ArchiveReader.finish`; compare with ``artifact.read_digest``): the archive
+        member, which must be STORED and exactly ``artifact.size`` bytes long per the zip
+        directory (ManifestError otherwise), or, for an archive in the solid stream, its tar
+        from the :meth:`solid_pass` in progress."""
+        if artifact.solid is not None:
+            if self._solid is None:
+                raise ValueError(f"{artifact.file_name}: solid entries are read in a solid_pass")
+            yield ArchiveReader(self._solid.member(artifact.solid.name))
+            return
+        with self.open_member(artifact.member, artifact.size) as reader:
+            yield reader
+
+    @contextmanager
+    def open_member(self, member: str, size: int) -> Iterator[ArchiveReader]:
+        """Stream a STORED member of ``size`` bytes (per the manifest), hashing it."""
+        info = self._member_info(member, size)
+        try:
+            start = self._data_offset(info, member)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise IntegrityError(
+                f"{self.path}: member {member} has a damaged local header: {exc}"
+            ) from exc
+        yield ArchiveReader(_Region(self._file, start, info.file_size))
 
     def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
         """sha256 of an archive member's bytes: ``(hex digest, bytes read)``. Same checks as
         :meth:`open_archive`; hashlib releases the GIL, so members hash in parallel threads."""
-        with self.open_archive(artifact) as stream:
+        with self.open_member(artifact.member, artifact.size) as stream:
             return stream.finish()
 
-    def _member_info(self, artifact: Artifact) -> zipfile.ZipInfo:
-        info = self._info(artifact.member)
+    def hash_member(self, member: str, size: int) -> tuple[str, int]:
+        """sha256 of any STORED member of ``size`` bytes (e.g. the solid stream)."""
+        with self.open_member(member, size) as stream:
+            return stream.finish()
+
+    @contextmanager
+    def solid_pass(self, manifest: Manifest, wanted: Sequence[Artifact]) -> Iterator[None]:
+        """Within this context, :meth:`open_archive` hands out the tars of the ``wanted``
+        artifacts that are in the manifest's solid stream, which must be opened in manifest
+        order (one decoding pass; :class:`pybundle.installer.solid.SolidStream`). A no-op
+        for a manifest without a solid stream or when none of ``wanted`` is in it. The
+        container's sha256 is not checked here: verify it first (``verify_archives``)."""
+        container = manifest.solid
+        if container is None or not any(a.solid is not None for a in wanted):
+            yield
+            return
+        from pybundle.installer.solid import solid_pass
+
+        info = self._member_info(container.member, container.size)
+        try:
+            start = self._data_offset(info, container.member)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise IntegrityError(
+                f"{self.path}: member {container.member} has a damaged local header: {exc}"
+            ) from exc
+        where = f"{self.path}: {container.member}"
+        with solid_pass(self._file, start, container, manifest.artifacts, wanted, where) as s:
+            self._solid = s
+            try:
+                yield
+            finally:
+                self._solid = None
+
+    def _member_info(self, member: str, size: int) -> zipfile.ZipInfo:
+        info = self._info(member)
         if info is None:
-            raise ManifestError(
-                f"{self.path}: manifest lists {artifact.member}, which is not in the bundle"
-            )
+            raise ManifestError(f"{self.path}: manifest lists {member}, which is not in the bundle")
         if info.compress_type != zipfile.ZIP_STORED:
-            raise ManifestError(f"{self.path}: member {artifact.member} is compressed, not STORED")
-        if info.file_size != artifact.size:
+            raise ManifestError(f"{self.path}: member {member} is compressed, not STORED")
+        if info.file_size != size:
             raise ManifestError(
-                f"{self.path}: member {artifact.member} is {info.file_size} bytes, "
-                f"the manifest says {artifact.size}"
+                f"{self.path}: member {member} is {info.file_size} bytes, the manifest says {size}"
             )
         return info
 
-    def _data_offset(self, raw: BinaryIO, info: zipfile.ZipInfo, member: str) -> int:
+    def _pread(self, size: int, offset: int) -> bytes:
+        buffer = bytearray(size)
+        n = self._file.pread_into(buffer, offset)
+        return bytes(buffer[:n])
+
+    def _check_local_header(self, info: zipfile.ZipInfo) -> None:
+        """In a volume set: the member's local header is where the zip directory says, or
+        the parts are out of order (or one is damaged); the message names the part."""
+        try:
+            self._data_offset(info, info.filename)
+        except IntegrityError as exc:
+            part = self._file.part_at(info.header_offset)
+            raise VolumeError(
+                f"{part}: member {info.filename} is not where the zip directory says: the "
+                "volumes are out of order, or this one is damaged"
+            ) from exc
+
+    def _data_offset(self, info: zipfile.ZipInfo, member: str) -> int:
         """Offset of a STORED member's first data byte, from its local file header
         (APPNOTE.TXT 4.3.7: 30 fixed bytes, then the name and the extra field)."""
-        header = os.pread(raw.fileno(), 30, info.header_offset)
+        header = self._pread(30, info.header_offset)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise IntegrityError(f"{self.path}: member {member} has a damaged local header")
         flags, method = cast(tuple[int, int], struct.unpack("<HH", header[6:10]))
@@ -186,7 +262,7 @@ class BundleSource:
                 "compressed; bundle members are STORED"
             )
         name_len, extra_len = cast(tuple[int, int], struct.unpack("<HH", header[26:30]))
-        name = os.pread(raw.fileno(), name_len, info.header_offset + 30)
+        name = self._pread(name_len, info.header_offset + 30)
         if name != info.orig_filename.encode("utf-8") and name != info.orig_filename.encode(
             "cp437", errors="replace"
         ):
@@ -262,6 +338,24 @@ def _check_end_record(path: Path, stream: BinaryIO, count: int) -> None:
         )
 
 
+def _has_end_record(file: BundleFile) -> bool:
+    """True when the last bytes of ``file`` hold a zip end record (APPNOTE.TXT 4.3.16) that
+    ends exactly at the end of the file (its comment included)."""
+    size = file.size
+    tail_len = min(size, _EOCD.size + 0xFFFF)
+    buffer = bytearray(tail_len)
+    n = file.pread_into(buffer, size - tail_len)
+    tail = bytes(buffer[:n])
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0:
+        if at + _EOCD.size <= len(tail) and at + _EOCD.size + _EOCD.unpack_from(tail, at)[
+            -1
+        ] == len(tail):
+            return True
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    return False
+
+
 def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
     """Every member of a bundle is STORED and not encrypted (pack.py writes nothing else), so a
     flipped flag or method is refused before any member is opened."""
@@ -283,9 +377,9 @@ class ArchiveReader(io.BufferedReader):
     up-front verification pass.
     """
 
-    def __init__(self, region: _Region) -> None:
+    def __init__(self, region: Any) -> None:
         super().__init__(region, buffer_size=1024 * 1024)
-        self._region = region
+        self._region = region  # a _Region or a solid entry: both hash and count what they give
 
     def finish(self) -> tuple[str, int]:
         """Drain the member to its end; return its ``(sha256 hex digest, size in bytes)``."""
@@ -301,8 +395,8 @@ class _Region(io.RawIOBase):
     member.
     """
 
-    def __init__(self, raw: BinaryIO, start: int, size: int) -> None:
-        self._fd = raw.fileno()
+    def __init__(self, file: BundleFile, start: int, size: int) -> None:
+        self._file = file
         self._start = start
         self._size = size
         self._pos = 0
@@ -322,7 +416,7 @@ class _Region(io.RawIOBase):
             return 0
         view = memoryview(buffer)
         want = min(len(view), remaining)
-        n = os.preadv(self._fd, [view[:want]], self._start + self._pos)
+        n = self._file.pread_into(view[:want], self._start + self._pos)
         self.hash.update(view[:n])
         self._pos += n
         return n

@@ -110,29 +110,61 @@ def verify_archive(source: BundleSource, artifact: Artifact) -> None:
     check_digest(f"{source.path}: {artifact.member}", actual, artifact.sha256, artifact.size)
 
 
-def verify_archives(source: BundleSource, artifacts: Sequence[Artifact]) -> None:
+def verify_solid_container(source: BundleSource, manifest: Manifest) -> None:
+    """Re-hash a compact bundle's solid stream member against the manifest (nothing of it is
+    parsed before this passes). Raises HashMismatchError; nothing without a solid stream."""
+    container = manifest.solid
+    if container is None:
+        return
+    actual = source.hash_member(container.member, container.size)
+    check_digest(f"{source.path}: {container.member}", actual, container.sha256, container.size)
+
+
+def verify_archives(
+    source: BundleSource, artifacts: Sequence[Artifact], manifest: Manifest | None = None
+) -> None:
     """Re-hash several archive members in parallel threads (one per CPU at most), since
     hashlib releases the GIL. Raises the first member's HashMismatchError (in manifest order)
-    after all have been checked."""
-    if len(artifacts) <= 1:
-        for artifact in artifacts:
+    after all have been checked. Archives in a compact bundle's solid stream are covered by
+    the solid member's sha256 (``manifest`` needed), checked once."""
+    plain = [a for a in artifacts if a.solid is None]
+    if manifest is not None and len(plain) != len(artifacts):
+        verify_solid_container(source, manifest)
+    if len(plain) <= 1:
+        for artifact in plain:
             verify_archive(source, artifact)
         return
-    workers = min(len(artifacts), os.cpu_count() or 1)
+    workers = min(len(plain), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(verify_archive, source, a) for a in artifacts]
+        futures = [pool.submit(verify_archive, source, a) for a in plain]
     for future in futures:
         future.result()
+
+
+def verify_solid_entries(source: BundleSource, manifest: Manifest) -> None:
+    """Decode a compact bundle's whole solid stream (after its sha256 was checked) and check
+    every tar's sha256 and size against the manifest. Raises HashMismatchError and the errors
+    of :mod:`pybundle.installer.solid`."""
+    wanted = [a for a in manifest.artifacts if a.solid is not None]
+    if not wanted:
+        return
+    with source.solid_pass(manifest, wanted):
+        for artifact in wanted:
+            with source.open_archive(artifact) as stream:
+                actual = stream.finish()
+            check_digest(f"{source.path}: {artifact.member}", actual, *artifact.read_digest)
 
 
 def verify_bundle(
     path: Path, trusted: Sequence[PublicKey], *, archives: bool = True, allow_expired: bool = False
 ) -> VerifiedBundle:
     """Verify signature, manifest, freshness (unless ``allow_expired``) and (unless ``archives``
-    is False) every archive's sha256. Raises the errors of the steps it runs."""
+    is False) every archive's sha256 (in a compact bundle: the solid stream's, then every
+    tar's in it, decoded). Raises the errors of the steps it runs."""
     with BundleSource(path) as source:
         verified = verify_manifest(source, trusted)
         check_freshness(verified.manifest, str(path), allow_expired=allow_expired)
         if archives:
-            verify_archives(source, verified.manifest.artifacts)
+            verify_archives(source, verified.manifest.artifacts, verified.manifest)
+            verify_solid_entries(source, verified.manifest)
     return verified
