@@ -8,7 +8,10 @@ packer (a small interpreter tree as ``.tar.gz`` and ``.tar.zst``) and damages on
   the trusted key, so the damage reaches the manifest checks instead of the signature check);
 - ``signature``: the lines of the ``.minisig`` file (algorithm, key id, base64, comments);
 - ``tar``: header fields and PAX records of the archive (recompressed, re-hashed, re-signed);
-- ``compression``: the gzip and zstd framing of the archive (re-hashed, re-signed).
+- ``compression``: the gzip and zstd framing of the archive (re-hashed, re-signed);
+- ``solid``: a compact bundle's 7z container (``bundle --compact``): its start header, its
+  header fields, methods, dictionary, encryption, entries and payload (CRCs fixed up where
+  asked, re-hashed, re-signed, so the damage reaches the 7z checks and py7zr).
 
 Every mutated bundle goes through the real CLI (``pybundle.cli.main``, in process) as
 ``inspect``, ``verify`` and ``install``, and :func:`check_outcome` asserts the invariants: the
@@ -481,12 +484,151 @@ def compression_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
     return mutate
 
 
+SOLID_NAME = "archives/interpreters.7z"
+
+
+def make_7z(
+    entries: list[tuple[str, bytes]],
+    filters: list[dict[str, Any]] | None = None,
+    *,
+    encoded_header: bool = False,
+    password: str | None = None,
+) -> bytes:
+    """A 7z archive of ``entries`` (name, data) written by py7zr, one solid folder."""
+    import py7zr
+
+    buf = io.BytesIO()
+    filters = filters or [{"id": py7zr.FILTER_LZMA2, "preset": 1, "dict_size": 1 << 20}]
+    with py7zr.SevenZipFile(buf, "w", filters=filters, password=password) as z:
+        z.set_encoded_header_mode(encoded_header)
+        for name, data in entries:
+            z.writestr(data, name)
+    return buf.getvalue()
+
+
+def fix_7z_crcs(raw: bytearray) -> None:
+    """Recompute the next header's CRC and the start header's CRC (7zFormat.txt)."""
+    import zlib
+
+    if len(raw) < 32:
+        return
+    offset, size = struct.unpack_from("<QQ", raw, 12)
+    header = bytes(raw[32 + offset : 32 + offset + size]) if 32 + offset <= len(raw) else b""
+    struct.pack_into("<L", raw, 28, zlib.crc32(header))
+    struct.pack_into("<L", raw, 8, zlib.crc32(bytes(raw[12:32])))
+
+
+def compact_bundle(
+    base: Base, path: Path, container: bytes, *, tar: bytes | None = None,
+    dictionary: int = 1 << 20, entry: str | None = None,
+) -> Path:
+    """A signed compact bundle of ``base`` whose solid member is ``container``; the manifest
+    records ``tar`` (default: the base's) as the entry's content and ``dictionary``."""
+    tar = base.tar if tar is None else tar
+    doc = json.loads(base.manifest)
+    doc["schema_version"] = 2
+    art = doc["artifacts"][0]
+    name = entry or base.archive_name[: -len(base.archive_format)] + "tar"
+    art["solid"] = {"name": name, "size": max(1024, len(tar)),
+                    "sha256": hashlib.sha256(tar).hexdigest()}  # fmt: skip
+    doc["solid"] = {
+        "member": SOLID_NAME, "format": "7z", "compression": "lzma2", "dictionary": dictionary,
+        "size": max(32, len(container)), "sha256": hashlib.sha256(container).hexdigest(),
+        "unpacked_size": max(1024, len(tar)),
+    }  # fmt: skip
+    manifest, signature = base.signed(doc)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("pybundle.json", manifest)
+        zf.writestr("pybundle.json.minisig", signature)
+        zf.writestr(SOLID_NAME, container)
+    return path
+
+
+@st.composite
+def solid_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
+    kind = draw(st.sampled_from(["intact", "bytes", "header-bytes", "start-header", "method",
+                                 "dictionary", "encoded-header", "encrypted", "entries",
+                                 "truncate", "tar-bytes"]))  # fmt: skip
+    value = draw(st.sampled_from(INTERESTING_INTS))
+    blob = draw(st.binary(min_size=1, max_size=32))
+    fix_crcs = draw(st.booleans())
+
+    def mutate(base: Base, path: Path) -> Path:
+        import py7zr
+
+        name = base.archive_name[: -len(base.archive_format)] + "tar"
+        tar = base.tar
+        entries = [(name, tar)]
+        filters = None
+        encoded = False
+        password = None
+        if kind == "method":
+            choices = [
+                [{"id": py7zr.FILTER_ZSTD, "level": 3}],
+                [{"id": py7zr.FILTER_COPY}],
+                [{"id": py7zr.FILTER_BZIP2}],
+                [{"id": py7zr.FILTER_DEFLATE}],
+                [{"id": py7zr.FILTER_LZMA}],
+                [{"id": py7zr.FILTER_X86}, {"id": py7zr.FILTER_LZMA2, "preset": 1}],
+                [{"id": py7zr.FILTER_DELTA}, {"id": py7zr.FILTER_LZMA2, "preset": 1}],
+                [{"id": py7zr.FILTER_PPMD, "order": 6, "mem": 24}],
+            ]
+            filters = choices[value % len(choices)]
+        elif kind == "encoded-header":
+            encoded = True
+        elif kind == "encrypted":
+            password = "x"
+            filters = [{"id": py7zr.FILTER_LZMA2, "preset": 1},
+                       {"id": py7zr.FILTER_CRYPTO_AES256_SHA256}]  # fmt: skip
+        elif kind == "entries":
+            variants = [
+                [(name, tar), (name, tar)],
+                [(name, tar), ("extra.tar", blob)],
+                [("sub/" + name, tar)],
+                [(name + "x", tar)],
+                [("extra.tar", blob), (name, tar)],
+                [(name, b"")],
+            ]
+            entries = variants[value % len(variants)]
+        elif kind == "tar-bytes":
+            mutated = bytearray(tar)
+            at = value % len(mutated)
+            mutated[at : at + len(blob)] = blob
+            entries = [(name, bytes(mutated))]
+        raw = bytearray(make_7z(entries, filters, encoded_header=encoded, password=password))
+        if kind == "bytes":
+            at = value % len(raw)
+            raw[at : at + len(blob)] = blob
+        elif kind == "header-bytes":
+            offset, size = struct.unpack_from("<QQ", raw, 12)
+            at = 32 + offset + value % max(1, size)
+            raw[at : at + len(blob)] = blob
+        elif kind == "start-header":
+            at = 6 + value % 26
+            raw[at : at + len(blob)] = blob
+        elif kind == "dictionary":
+            at = raw.rfind(b"\x21\x01")  # the LZMA2 coder: id 0x21, 1 property byte
+            if at >= 0:
+                raw[at + 2] = value & 0xFF
+        elif kind == "truncate":
+            offset, size = struct.unpack_from("<QQ", raw, 12)
+            cut = value % max(1, 32 + offset)
+            raw = raw[:32] + raw[32 + cut :]
+            struct.pack_into("<Q", raw, 12, max(0, offset - cut))
+        if fix_crcs and kind not in ("intact", "start-header"):
+            fix_7z_crcs(raw)
+        return compact_bundle(base, path, bytes(raw), tar=None if kind == "tar-bytes" else tar)
+
+    return mutate
+
+
 FAMILIES: dict[str, Callable[[], st.SearchStrategy[Mutation]]] = {
     "zip": zip_family,
     "manifest": manifest_family,
     "signature": signature_family,
     "tar": tar_family,
     "compression": compression_family,
+    "solid": solid_family,
 }
 
 
@@ -592,13 +734,16 @@ def exercise(arena: Arena, bundle: Path) -> list[Outcome]:
     # turn every later one into a downgrade refusal
     state = Path(tempfile.mkdtemp(prefix="state-", dir=bundle.parent))
     os.environ["PYBUNDLE_STATE_DIR"] = str(state)
+    # --no-bin: with the rollback record reset, the links the earlier install made would no
+    # longer be known as pybundle's, and every install would stop there (exit 8) before
+    # extracting anything
     outcomes = [
         run_cli_in_process("inspect", "--json", str(bundle)),
         run_cli_in_process("verify", str(bundle), "--trusted-key", key),
         run_cli_in_process("install", "--from", str(bundle), "--trusted-key", key,
-                           "--install-dir", str(arena.fresh)),
+                           "--install-dir", str(arena.fresh), "--no-bin"),
         run_cli_in_process("install", "--from", str(bundle), "--trusted-key", key,
-                           "--install-dir", str(arena.earlier)),
+                           "--install-dir", str(arena.earlier), "--no-bin"),
     ]  # fmt: skip
     for outcome in outcomes:
         check_outcome(outcome)
