@@ -519,8 +519,13 @@ def fix_7z_crcs(raw: bytearray) -> None:
 
 
 def compact_bundle(
-    base: Base, path: Path, container: bytes, *, tar: bytes | None = None,
-    dictionary: int = 1 << 20, entry: str | None = None,
+    base: Base,
+    path: Path,
+    container: bytes,
+    *,
+    tar: bytes | None = None,
+    dictionary: int = 1 << 20,
+    entry: str | None = None,
 ) -> Path:
     """A signed compact bundle of ``base`` whose solid member is ``container``; the manifest
     records ``tar`` (default: the base's) as the entry's content and ``dictionary``."""
