@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from compactlib import build, make_catalog, sha256
 
+from compactlib import build, make_catalog, sha256
 from conftest import run_cli
 from pybundle.errors import UsageError
 from pybundle.volumes import FAT32_MAX_FILE, BundleFile, VolumeError, parse_volume_size

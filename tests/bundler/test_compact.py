@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from compactlib import VERSIONS, archive_name, build, make_catalog, tree
 
+from compactlib import VERSIONS, archive_name, build, make_catalog, tree
 from conftest import RealArchive, run_cli
 from pybundle.signing import SecretKey
 

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from compactlib import build, make_catalog, sha256
 
+from compactlib import build, make_catalog, sha256
 from conftest import discover_prefix, run_cli
 
 EPOCH = "1790000000"

@@ -73,7 +73,7 @@ def _py7zr() -> Any:
     Python 3.10 or newer)."""
     try:
         import py7zr
-        import py7zr.exceptions  # noqa: F401
+        import py7zr.exceptions
     except ImportError as exc:
         raise PlatformMismatchError(
             "this pybundle cannot read compact bundles: py7zr is not installed (it needs "
