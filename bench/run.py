@@ -34,6 +34,7 @@ from harness import (
     CommandFailed,
     Sample,
     Series,
+    Step,
     alternate,
     clear_dir,
     empty_dir,
@@ -668,12 +669,129 @@ class Suite:
                     {"sizes": sizes})
             )  # fmt: skip
 
+    # -- 7. compact bundles (--compact): size, bundle cost, install time, peak RSS
+
+    def bench_compact(self, mirror: str) -> None:
+        self.log("7. compact bundle of three interpreters (solid LZMA2 stream)")
+        out = self.disk / "compact.pybundle"
+        argv = self.bundle_argv(self.archives, out, self.warm_cache, mirror) + ["--compact"]
+        made = self.child(argv)  # once: it takes minutes, and the result is deterministic
+        plain_made = self.child(
+            self.bundle_argv(self.archives, self.disk / "plain.pybundle", self.warm_cache, mirror)
+        )
+        self.compact = out
+        plain_size, compact_size = self.b3.stat().st_size, out.stat().st_size
+        size_ratio = compact_size / plain_size
+        self.rows.append(
+            Row("compact-size", "`bundle --compact` of 3 interpreters: size",
+                fmt_mb(compact_size), f"plain bundle {fmt_mb(plain_size)}", size_ratio,
+                f"{size_ratio:.2f}x", "≤ 0.55x", size_ratio <= 0.55,
+                {"bundle_seconds": round(made.seconds, 1),
+                 "bundle_maxrss_mb": round(made.maxrss_mb),
+                 "plain_bundle_seconds": round(plain_made.seconds, 1)}, argv)
+        )  # fmt: skip
+        self.rows.append(
+            Row("compact-bundle", "`bundle --compact` of 3 interpreters: time (warm cache)",
+                fmt_s(made.seconds), f"plain `bundle` {fmt_s(plain_made.seconds)}",
+                made.seconds / plain_made.seconds,
+                f"{made.seconds / plain_made.seconds:.0f}x, peak RSS {made.maxrss_mb:.0f} MB",
+                "(info)", None)
+        )  # fmt: skip
+        inst = self.work / "inst"
+
+        def install(bundle: Path) -> Step:
+            def step(r: int) -> Sample:
+                return self.child(
+                    self.cli("install", "--from", str(bundle), "--trusted-key", str(self.pub),
+                             "--install-dir", str(inst / f"r{r}"), "--no-bin")
+                )  # fmt: skip
+
+            return step
+
+        warm_page_cache([out, self.b3])
+        series = alternate(
+            {"install compact": install(out), "install plain": install(self.b3)},
+            self.runs,
+            cleanup=self.sync_cleanup(inst),
+        )
+        self.record("compact-install", series)
+        c, p = series["install compact"], series["install plain"]
+        ratio = c.median / p.median
+        prof = self.cli("install", "--from", str(out), "--trusted-key", str(self.pub),
+                        "--install-dir", str(inst / "profile"), "--no-bin")  # fmt: skip
+        self.rows.append(
+            Row("compact-install", "install a compact 3-interpreter bundle", fmt_s(c.median),
+                f"plain bundle {fmt_s(p.median)}", ratio, f"{ratio:.2f}x", "≤ 3.0x",
+                ratio <= 3.0,
+                {"cpu_seconds": {n: round(s.median_cpu, 3) for n, s in series.items()}}, prof)
+        )  # fmt: skip
+        verify = self.child(self.cli("verify", str(out), "--trusted-key", str(self.pub)))
+        rss = max(s.maxrss_mb for s in c.samples)
+        self.rows.append(
+            Row("compact-rss", "peak RSS of `install` / `verify` from the compact bundle",
+                f"{rss:.0f} MB / {verify.maxrss_mb:.0f} MB",
+                f"plain install {max(s.maxrss_mb for s in p.samples):.0f} MB",
+                rss, f"{rss:.0f} MB", "(info: the LZMA2 dictionary is most of it)", None,
+                {"verify_seconds": round(verify.seconds, 2)})
+        )  # fmt: skip
+
+    # -- 8. volumes (--volume-size): bundle and install through NAME.001
+
+    def bench_volumes(self, mirror: str) -> None:
+        self.log("8. volume sets (--volume-size 64M)")
+        out = empty_dir(self.disk / "volumes") / "three.pybundle"
+        argv = self.bundle_argv(self.archives, out, self.warm_cache, mirror)
+        made = self.child(argv + ["--volume-size", "64M"])
+        parts = sorted(out.parent.glob("three.pybundle.[0-9][0-9][0-9]"))
+        plain = self.child(argv)
+        self.rows.append(
+            Row("volumes-bundle", f"`bundle --volume-size 64M`: {len(parts)} volumes",
+                fmt_s(made.seconds), f"single file {fmt_s(plain.seconds)}",
+                made.seconds / plain.seconds, f"{made.seconds / plain.seconds:.2f}x",
+                "(info)", None, {"parts": [p.stat().st_size for p in parts]})
+        )  # fmt: skip
+        inst = self.work / "inst"
+
+        def install(bundle: Path) -> Step:
+            def step(r: int) -> Sample:
+                return self.child(
+                    self.cli("install", "--from", str(bundle), "--trusted-key", str(self.pub),
+                             "--install-dir", str(inst / f"r{r}"), "--no-bin")
+                )  # fmt: skip
+
+            return step
+
+        warm_page_cache([*parts, out])
+        series = alternate(
+            {"install NAME.001": install(parts[0]), "install NAME": install(out)},
+            self.runs,
+            cleanup=self.sync_cleanup(inst),
+        )
+        self.record("volumes-install", series)
+        v, s = series["install NAME.001"], series["install NAME"]
+        ratio = v.median / s.median
+        self.rows.append(
+            Row("volumes-install", f"install from {len(parts)} volumes", fmt_s(v.median),
+                f"single file {fmt_s(s.median)}", ratio, f"{ratio:.2f}x", "≤ 1.10x",
+                ratio <= 1.10)
+        )  # fmt: skip
+
     # -- the whole run
 
     def run(self) -> None:
         started = time.monotonic()
         load_before = os.getloadavg()
         self.prepare()
+        only = set(self.args.only.split(",")) if self.args.only else None
+        if only is not None:
+            with http_server(self.www) as server:
+                self.make_bundles(server.url)
+                if "compact" in only:
+                    self.bench_compact(server.url)
+                if "volumes" in only:
+                    self.bench_volumes(server.url)
+            self._finish(started, load_before)
+            return
         with http_server(self.www) as server:
             self.make_bundles(server.url)
             self.bench_startup()
@@ -682,8 +800,13 @@ class Suite:
             self.bench_verify("verify-3", self.b3, self.runs)
             self.bench_bundle_warm(server.url)
             self.bench_rss(server.url)
+            self.bench_compact(server.url)
+            self.bench_volumes(server.url)
         self.bench_verify("verify-large", self.large_bundle, max(3, self.runs // 2))
         self.bench_bundle_cold()
+        self._finish(started, load_before)
+
+    def _finish(self, started: float, load_before: tuple[float, float, float]) -> None:
         self.meta = machine_info(self.uv)
         if "src_digest_start" in self.source:
             self.source["changed_during_run"] = (
@@ -988,7 +1111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     parser.add_argument("--rev", help="measure a clean snapshot of src/ at this git revision")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.md/latest.json go")
+    parser.add_argument(
+        "--only", help="run only these groups (comma list): compact, volumes (checks a row runs)"
+    )
     args = parser.parse_args(argv)
+    if args.only and args.out == str(RESULTS):  # a partial run never replaces the results
+        args.out = tempfile.mkdtemp(prefix="pybundle-bench-only-")
     if args.quick:
         args.runs, args.cold_runs = 3, 2
     if shutil.which("tar") is None or not Path(args.uv).exists():

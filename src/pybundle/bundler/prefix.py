@@ -84,7 +84,7 @@ def probe_prefix(prefix: Path) -> PrefixInfo:
     exe = find_interpreter(prefix)
     try:
         out = subprocess.run(
-            [str(exe), "-I", "-c", _PROBE], check=True, capture_output=True, timeout=60
+            [str(exe), "-I", "-B", "-c", _PROBE], check=True, capture_output=True, timeout=60
         ).stdout
         data = json.loads(out)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:

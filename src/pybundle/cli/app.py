@@ -219,8 +219,8 @@ def bundle(
         None,
         "--volume-size",
         metavar="SIZE",
-        help="Write FILE.001, FILE.002, ... of at most SIZE each: 700M, 4G, 4GB or fat32 "
-        "(4 GiB - 1).",
+        help="Write FILE.001, FILE.002 and so on, each at most SIZE: 700M, 4G, 4GB or fat32 "
+        "(4 GiB - 1); cat FILE.0* > FILE joins them.",
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     verbose: bool = VERBOSE,
