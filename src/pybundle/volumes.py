@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -103,7 +104,8 @@ def write_volumes(
     """Cut the finished bundle ``source`` into ``NAME.001``, ``NAME.002``, ... beside
     ``output`` (``NAME``), each at most ``volume_size`` bytes, and return their paths.
 
-    Each part is written to a temporary name, flushed to disk, then all are renamed into
+    Each part is written to a temporary name (``.NAME.XXXXXXXX.tmp``, the bundler's work file
+    convention: :mod:`pybundle.bundler.workfiles`), flushed to disk, then all are renamed into
     place; ``source`` is left as it is (the caller removes it). Existing parts are kept
     unless ``force``, which replaces them and removes the higher-numbered parts of an
     earlier, longer set of the same name (``NAME.NNN`` files continuing the new set), so
@@ -126,11 +128,14 @@ def write_volumes(
     temps: list[Path] = []
     try:
         with open(source, "rb") as src:
-            for number, target in enumerate(targets, start=1):
-                temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                temps.append(temp)
+            for number, _target in enumerate(targets, start=1):
+                # .NAME.XXXXXXXX.tmp: the name the bundler's next run cleans up after a kill
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{output.name}.", suffix=".tmp", dir=output.parent
+                )
+                temps.append(Path(name))
                 offset = (number - 1) * volume_size
-                _copy_range(src, temp, offset, min(volume_size, total - offset))
+                _copy_range(src, fd, offset, min(volume_size, total - offset))
         for temp, target in zip(temps, targets):
             os.replace(temp, target)
         for old in stale:
@@ -146,10 +151,9 @@ def write_volumes(
     return targets
 
 
-def _copy_range(src: io.BufferedReader, dest: Path, offset: int, length: int) -> None:
-    """Copy ``length`` bytes at ``offset`` of ``src`` into the new file ``dest`` (mode 0644,
-    fsynced), in kernel space where the platform allows."""
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def _copy_range(src: io.BufferedReader, fd: int, offset: int, length: int) -> None:
+    """Copy ``length`` bytes at ``offset`` of ``src`` into the new, empty file open as ``fd``
+    (made mode 0644, fsynced, closed), in kernel space where the platform allows."""
     try:
         os.fchmod(fd, 0o644)
         done = 0

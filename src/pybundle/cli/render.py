@@ -69,9 +69,11 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
             f"(join: cat {report.output.name}.0* > {report.output.name})"
         )
     signed = f", signed by key {key.public_key.key_id_hex}" if key else ", UNSIGNED"
+    paths = report.parts or [report.output]
+    written = sum(p.stat().st_size for p in paths if p.exists()) or total
     lines.append(
         f"wrote {report.output} ({plural(len(report.manifest.artifacts), 'interpreter')}, "
-        f"{size(total)}{signed}; {plural(len(report.downloads), 'download')}, {hits} from cache; "
+        f"{size(written)}{signed}; {plural(len(report.downloads), 'download')}, {hits} from cache; "
         f"{report.seconds:.1f} s)"
     )
     return lines

@@ -60,7 +60,7 @@ MAX_DICTIONARY = 1024 * 1024 * 1024
 """Largest LZMA2 dictionary accepted, in bytes: the decoder allocates it."""
 LZMA2_ID = b"\x21"
 """7z method id of LZMA2 (7-Zip's Methods.txt)."""
-BLOCK_BYTES = 256 * 1024
+BLOCK_BYTES = 1024 * 1024
 """Compressed bytes py7zr reads per step."""
 CHUNK_BYTES = 1024 * 1024
 """Largest piece of decompressed data in the queue, in bytes."""
