@@ -44,7 +44,7 @@ from harness import (
 
 from pybundle import __version__ as PYBUNDLE_VERSION
 from pybundle.bundler.catalog import PBS_RELEASE_PREFIX
-from pybundle.bundler.prefix import pack_prefix, probe_prefix
+from pybundle.bundler.prefix import probe_prefix
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -162,13 +162,24 @@ def packed_archive(
     log(f"packing {prefix} ({archive_format}, default level; once, cached in {archives})")
     info = probe_prefix(prefix)
     name = f"cpython-{info.version}+{BUILD}-{info.target.triple}-install_only.{archive_format}"
-    artifact, path = pack_prefix(
-        info,
-        archives,
-        archive_format=archive_format,
-        site_packages="pip",
-        file_name=name,
-        build=BUILD,
+    # in a child process: the suite's own peak RSS would otherwise show up in the peak RSS of
+    # every command it forks afterwards (ru_maxrss counts the forked copy before exec)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pybundle.bundler.prefix import pack_prefix, probe_prefix\n"
+        "artifact, path = pack_prefix(probe_prefix(Path(sys.argv[1])), Path(sys.argv[2]),\n"
+        "    archive_format=sys.argv[3], site_packages='pip', file_name=sys.argv[4],\n"
+        "    build=sys.argv[5])\n"
+        "print(artifact.sha256, artifact.size, artifact.unpacked_size, artifact.file_count)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(prefix), str(archives), archive_format, name, BUILD],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    path = archives / name
+    artifact = argparse.Namespace(
+        sha256=out[0], size=int(out[1]), unpacked_size=int(out[2]), file_count=int(out[3])
     )
     v = info.version
     meta = {
