@@ -11,6 +11,7 @@ error that names the document.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NoReturn
 
 from pybundle.errors import PybundleError
@@ -40,19 +41,31 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded document (iterative, so it cannot recurse too deeply)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _survey(value: Any) -> tuple[int, tuple[str, str] | None]:
+    """Nesting depth of a decoded document, and the first control character found in one of
+    its strings (keys included) with the JSON path where it is, or None. Iterative, so it
+    cannot recurse too deeply."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    found: tuple[str, str] | None = None
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
-        item, level = stack.pop()
+        item, level, path = stack.pop()
         if isinstance(item, dict):
             deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item.values())
+            for key, v in item.items():
+                where = f"{path}/{key}" if path else str(key)
+                if found is None and (m := _CONTROL.search(key)):
+                    found = (m.group(), f"the key {where!r}")
+                stack.append((v, level + 1, where))
         elif isinstance(item, list):
             deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item)
-    return deepest
+            stack.extend((v, level + 1, f"{path}/{i}") for i, v in enumerate(item))
+        elif isinstance(item, str) and found is None and (m := _CONTROL.search(item)):
+            found = (m.group(), f"the string at {path or '(top level)'}")
+    return deepest, found
 
 
 def load_json(
@@ -69,7 +82,10 @@ def load_json(
     Refused, as ``error`` with a one-line message ``"<source>: <what> ..."``: more than
     ``max_bytes``, invalid UTF-8 or JSON, a non-integer number (``1.0``, ``1e3``; unless
     ``integers_only`` is False, for documents that check each value's type themselves),
-    ``NaN`` or ``Infinity``, a key repeated in one object, nesting deeper than MAX_DEPTH levels.
+    ``NaN`` or ``Infinity``, a key repeated in one object, nesting deeper than MAX_DEPTH levels,
+    a string (or key) holding a control character (C0, DEL or C1: none belongs in pybundle's
+    documents, and JSON Schema patterns checked with Python's ``re`` let ``$`` match before a
+    final newline).
     Returns the decoded document (dicts, lists, str, int, float, bool, None).
     """
     if len(data) > max_bytes:
@@ -93,6 +109,11 @@ def load_json(
         raise error(f"{source}: {what} is nested too deeply") from None
     except ValueError as exc:
         raise error(f"{source}: {what} is not valid JSON: {exc}") from None
-    if _depth(doc) > MAX_DEPTH:
+    depth, control = _survey(doc)
+    if depth > MAX_DEPTH:
         raise error(f"{source}: {what} is nested more than {MAX_DEPTH} levels deep")
+    if control is not None:
+        raise error(
+            f"{source}: {what} is refused: a string holds the control character {control!r}"
+        )
     return doc

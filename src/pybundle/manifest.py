@@ -9,6 +9,7 @@ against ``schemas/manifest-v1.schema.json`` both when written and when read.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,9 +35,18 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
 def parse_timestamp(text: str) -> datetime:
-    """Parse the timestamp form written by :func:`format_timestamp`; ValueError if malformed."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    """Parse the timestamp form written by :func:`format_timestamp`; ValueError if malformed
+    or not a real date and time. (Not ``datetime.strptime``: importing ``_strptime`` costs
+    more start-up time than every other step of reading a manifest.)"""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not of the form YYYY-MM-DDTHH:MM:SSZ")
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ def main() -> int:
             batches += 1
             kept = file_pending()
             found += kept
+            if proc.returncode != 0 and not kept:
+                found.append(HERE / "test_fuzz.py")  # a failure without a kept input
             if proc.returncode != 0:
                 tail = "\n".join(proc.stdout.splitlines()[-15:])
                 print(f"[{family}] seed {seed}: FAILED\n{tail}", flush=True)

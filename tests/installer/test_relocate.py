@@ -682,3 +682,40 @@ def test_elf_entries_inside_the_prefix_become_origin_relative(
     assert report.elf_files == sorted(
         [Path("lib/python3.12/lib-dynload", ext.name), Path("tool.so")]
     )
+
+
+@pytest.mark.slow
+def test_candidates_recorded_while_extracting_give_the_same_relocation(
+    real_archives, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Relocating only the files the extractor marked (no second walk of the tree) rewrites
+    exactly what a walk of the whole tree rewrites, byte for byte."""
+    from pybundle.installer.extract import extract_archive
+    from pybundle.installer.receipts import scan_tree
+
+    for archive in real_archives:
+        trees = []
+        for name in ("walked", "marked"):
+            root = tmp_path / f"{archive.artifact.file_name}-{name}"
+            root.mkdir()
+            with open(archive.path, "rb") as stream:
+                stats = extract_archive(
+                    stream,
+                    archive.artifact.archive_format,
+                    "python",
+                    root,
+                    source=archive.path.name,
+                    max_bytes=1 << 40,
+                    max_entries=1 << 24,
+                )
+            build = find_build_prefix(root)
+            assert build is not None
+            candidates = stats.candidates if name == "marked" else None
+            report = relocate(root, build, "/opt/py here", candidates=candidates)
+            trees.append((root, report, stats))
+        (walked, walk_report, stats), (marked, mark_report, _) = trees
+        assert walk_report == mark_report
+        assert walk_report.elf_files and walk_report.text_files
+        assert len(stats.candidates) < stats.files / 10  # a small part of the tree
+        listing = [(e.path, e.kind, e.mode, e.sha256, e.target) for e in scan_tree(walked)]
+        assert listing == [(e.path, e.kind, e.mode, e.sha256, e.target) for e in scan_tree(marked)]

@@ -25,14 +25,16 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
 from pybundle.archives import READ_ERRORS, InflateThread
 from pybundle.errors import StorageError, UnsafeArchiveError
+from pybundle.installer.relocate import relocation_candidate
 from pybundle.installer.treewriter import SMALL_FILE_BYTES, FileRecord, TreeWriter
-from pybundle.tarstream import DIR, FILE, HARDLINK, SYMLINK, TarMember, TarStream
+from pybundle.tarstream import DIR, FILE, HARDLINK, SYMLINK, Chunk, TarMember, TarStream
 
 __all__ = ["ExtractStats", "FileRecord", "extract_archive", "resolve_link"]
 
@@ -60,6 +62,10 @@ class ExtractStats:
     records: list[FileRecord] = field(default_factory=list)
     """With ``record_files``: every entry written, in archive order (implicit parent
     directories included), each with its mode and, for files, size and sha256."""
+    candidates: list[str] = field(default_factory=list)
+    """Relative paths of the regular files (and hard links to them) that relocation must look
+    at (:func:`pybundle.installer.relocate.relocation_candidate`), so it need not walk the
+    tree again."""
 
     @property
     def members(self) -> int:
@@ -198,6 +204,7 @@ class _Extraction:
         self.source = source
         self.kinds: dict[str, str] = {}  # relative path -> "f" | "d" | "l" (written so far)
         self.links: dict[str, str] = {}  # relative path of each symlink -> its target
+        self.candidate_paths: set[str] = set()
 
     def member(self, member: TarMember, max_bytes: int, max_entries: int) -> None:
         """Check one member against the budget and the allowlist, then write it."""
@@ -269,12 +276,13 @@ class _Extraction:
         self._parents(rel_parts, member.name)
         if kind == FILE:
             size = member.size
-            data = (
-                self.tar.read_data()
-                if size <= SMALL_FILE_BYTES
-                else self.tar.iter_data(STREAM_CHUNK)
-            )
-            self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, data)
+            if size <= SMALL_FILE_BYTES:
+                whole = self.tar.read_data()
+                self._note_candidate(rel, rel_parts, bytes(whole[:4]))
+                self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, whole)
+            else:
+                pieces = self._noting(rel, rel_parts, self.tar.iter_data(STREAM_CHUNK))
+                self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, pieces)
             kinds[rel] = "f"
             stats.files += 1
             stats.bytes += size
@@ -314,6 +322,23 @@ class _Extraction:
             self.writer.hardlink(rel, link_rel)
             kinds[rel] = "f"
             stats.hardlinks += 1
+            if link_rel in self.candidate_paths:
+                self.candidate_paths.add(rel)
+                stats.candidates.append(rel)
+
+    def _note_candidate(self, rel: str, rel_parts: list[str], magic: bytes) -> None:
+        if relocation_candidate(rel_parts, magic):
+            self.candidate_paths.add(rel)
+            self.stats.candidates.append(rel)
+
+    def _noting(self, rel: str, rel_parts: list[str], pieces: Iterator[Chunk]) -> Iterator[Chunk]:
+        """``pieces`` passed through, the first one's magic checked on the way."""
+        first = True
+        for piece in pieces:
+            if first:
+                self._note_candidate(rel, rel_parts, bytes(piece[:4]))
+                first = False
+            yield piece
 
 
 def _check_type(member: TarMember, source: str) -> None:

@@ -577,7 +577,9 @@ def _stage_one(
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
         report = None
         if build_prefix is not None:
-            report = relocate(staging, build_prefix, str(dest), source=where)
+            report = relocate(
+                staging, build_prefix, str(dest), source=where, candidates=stats.candidates
+            )
         scripts = make_scripts_relative(staging, str(dest))
         added = layouts.write_layout_files(layout, staging, artifact)
         changed = [] if report is None else [*report.text_files, *report.elf_files]

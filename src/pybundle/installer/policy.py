@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 import platformdirs
-from filelock import FileLock
 
 from pybundle.errors import IntegrityError, StorageError
 from pybundle.jsondoc import load_json
@@ -221,6 +220,8 @@ class SerialStore:
         """Remember ``serial`` for each of the key's ``lines`` where it is the highest so far."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            from filelock import FileLock  # here: verify reads the rules, never this lock
+
             with FileLock(str(self.path) + ".lock"):
                 data = self._read()
                 mine = data.setdefault(key_id_hex, {})

@@ -256,10 +256,8 @@ def _hashed_entry(root: Path, rel: str) -> FileEntry:
 def write_receipt(root: Path, receipt: Receipt) -> Path:
     """Write ``receipt`` as ``root/.pybundle-receipt.json`` (mode 0644) through a temp file and
     a rename. Returns its path. Raises StorageError."""
-    import json
-
     path = root / RECEIPT_NAME
-    data = (json.dumps(receipt.to_json(), indent=1, ensure_ascii=True) + "\n").encode("ascii")
+    data = _receipt_bytes(receipt)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".pybundle-receipt.", suffix=".tmp", dir=root)
         with os.fdopen(fd, "wb") as out:
@@ -269,6 +267,20 @@ def write_receipt(root: Path, receipt: Receipt) -> Path:
     except OSError as exc:
         raise StorageError(f"{path}: cannot write the install receipt: {exc.strerror}") from exc
     return path
+
+
+def _receipt_bytes(receipt: Receipt) -> bytes:
+    """The receipt as ASCII JSON with one file entry per line: readable and diffable, and
+    written by json's C encoder (``indent=`` would switch to the pure-Python one, 0.1 s for
+    a 9,000-file tree)."""
+    import json
+
+    doc = receipt.to_json()
+    files = doc.pop("files")
+    head = json.dumps(doc, ensure_ascii=True, separators=(", ", ": "))
+    lines = ",\n  ".join(json.dumps(f, ensure_ascii=True, separators=(",", ":")) for f in files)
+    body = f'"files": [\n  {lines}\n]' if files else '"files": []'
+    return f"{head[:-1]}, {body}}}\n".encode("ascii")
 
 
 def read_receipt(root: Path, *, with_files: bool = True) -> Optional[Receipt]:

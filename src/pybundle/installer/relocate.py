@@ -24,6 +24,7 @@ import re
 import stat
 import tempfile
 import unicodedata
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -272,8 +273,41 @@ def _relocated_search_path(value: str, file_dir: tuple[str, ...], build: str) ->
     return ":".join(entries)
 
 
+def relocation_candidate(parts: Sequence[str], magic: bytes) -> bool:
+    """Whether :func:`relocate` may have to look at the regular file at root-relative ``parts``
+    whose first bytes are ``magic`` (at least 4 when the file has them): an ELF file, a ``#!``
+    script directly in ``bin/``, or one of the text files it rewrites. The extractor asks this
+    for every file it writes, so relocation need not walk and open the whole tree again."""
+    if magic[:4] == ELF_MAGIC:
+        return True
+    if len(parts) == 2 and parts[0] == "bin" and magic.startswith(b"#!"):
+        return True
+    return parts[0] in ("lib", "bin") and _text_kind(tuple(parts)) is not None
+
+
+def _candidates(root: Path, paths: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(absolute path, components) of the listed root-relative regular files that exist and
+    are not symlinks (a later step may have removed or replaced one)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for rel in sorted(set(paths)):
+        full = os.path.join(root, rel)
+        try:
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                found.append((full, tuple(rel.split("/"))))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"{full}: cannot stat: {exc.strerror or exc}") from exc
+    return found
+
+
 def relocate(
-    root: Path, build_prefix: str, new_prefix: str, *, source: str | None = None
+    root: Path,
+    build_prefix: str,
+    new_prefix: str,
+    *,
+    source: str | None = None,
+    candidates: Iterable[str] | None = None,
 ) -> RelocationReport:
     """Rewrite the tree at ``root`` so that it works once moved to ``new_prefix``.
 
@@ -297,6 +331,10 @@ def relocate(
     rewritten relative to ``$ORIGIN`` (kind and the other entries kept), so the new prefix's
     characters do not matter there. Symlinks are never followed. Equal prefixes: nothing is done.
 
+    ``candidates``, when given, are the root-relative paths of the only files that need a look
+    (those for which :func:`relocation_candidate` said yes while they were written); else the
+    whole tree is walked.
+
     Returns a :class:`RelocationReport`. Raises PrefixError for a ``new_prefix`` that
     :func:`check_prefix` refuses; RelocationError for a build prefix that is not absolute, is
     ``/`` or holds control characters, a script whose ``#!`` line cannot be rewritten, or a file
@@ -317,7 +355,8 @@ def relocate(
     build_bytes = os.fsencode(build)
     rewritten_modules: list[Path] = []
 
-    for path_str, parts in _walk_files(root):
+    files = _walk_files(root) if candidates is None else _candidates(root, candidates)
+    for path_str, parts in files:
         magic = _read_magic(path_str)
         if magic == ELF_MAGIC:
             path = Path(path_str)

@@ -141,6 +141,20 @@ def _offset(text: str, starts: list[int], lineno: int, col: int) -> int:
     return begin + len(line.encode("utf-8", "surrogatepass")[:col].decode("utf-8", "replace"))
 
 
+def _is_literal_of(source: str, value: str) -> bool:
+    """True if the Python source ``source`` is a string literal (or adjacent ones) whose value
+    is ``value``. The common case, one plain quoted literal without escapes, is compared
+    directly; anything else is evaluated (sysconfigdata holds hundreds of literals)."""
+    if len(source) >= 2 and source[0] == source[-1] in "'\"" and "\\" not in source:
+        inner = source[1:-1]
+        if source[0] not in inner and "\n" not in inner:
+            return inner == value
+    try:
+        return bool(ast.literal_eval(f"({source})") == value)
+    except (SyntaxError, ValueError):
+        return False
+
+
 def rewrite_python(data: bytes, matcher: PrefixMatcher, where: str) -> tuple[bytes, int]:
     """Replace the build prefix inside the string literals of the Python module ``data``.
 
@@ -172,10 +186,7 @@ def rewrite_python(data: bytes, matcher: PrefixMatcher, where: str) -> tuple[byt
         start = _offset(text, starts, node.lineno, node.col_offset)
         end = _offset(text, starts, node.end_lineno, node.end_col_offset)
         quote = _STRING_PREFIX.match(text, start)
-        try:
-            located = quote is not None and ast.literal_eval(f"({text[start:end]})") == value
-        except (SyntaxError, ValueError):
-            located = False
+        located = quote is not None and _is_literal_of(text[start:end], value)
         if quote is None or not located:
             raise RelocationError(
                 f"{where}: cannot relocate: the string at line {node.lineno} could not be located"
