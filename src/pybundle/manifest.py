@@ -13,12 +13,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from pybundle import __version__
 from pybundle.errors import ManifestError
 from pybundle.jsondoc import load_json
 from pybundle.schema import validate_manifest_document
+from pybundle.selfinstall.section import SelfInstall
 from pybundle.targets import Target
 
 SCHEMA_VERSION = 1
@@ -195,10 +196,30 @@ class Artifact:
         )
 
 
-def required_schema_version(artifacts: Sequence[Artifact]) -> int:
-    """The lowest manifest schema version that can hold ``artifacts``: 2 when one records
-    ``portability`` (a v2 field), else 1 (what every pybundle reads)."""
-    return 2 if any(a.portability is not None for a in artifacts) else SCHEMA_VERSION
+class Member(Protocol):
+    """A zip member the manifest hashes: an interpreter archive (:class:`Artifact`) or a file
+    carried for a self-installing bundle's installer
+    (:class:`pybundle.selfinstall.section.CarriedFile`)."""
+
+    @property
+    def member(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+def required_schema_version(
+    artifacts: Sequence[Artifact], self_install: Optional[SelfInstall] = None
+) -> int:
+    """The lowest manifest schema version that can hold ``artifacts`` and ``self_install``: 2
+    when an artifact records ``portability`` or the bundle installs itself (v2 fields), else 1
+    (what every pybundle reads)."""
+    if self_install is not None or any(a.portability is not None for a in artifacts):
+        return 2
+    return SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -215,6 +236,18 @@ class Manifest:
     tool_version: str = __version__
     expires: Optional[datetime] = None
     schema_version: int = field(default=SCHEMA_VERSION)
+    self_install: Optional[SelfInstall] = None
+    """What a self-installing bundle carries for its own installer (schema v2), or None."""
+
+    def members(self) -> list[Member]:
+        """Every zip member the manifest hashes, in bundle order: the archives, then the files
+        carried for the installer."""
+        carried = list(self.self_install.files) if self.self_install is not None else []
+        return [*self.artifacts, *carried]
+
+    def carried_files(self) -> list[Member]:
+        """The files carried for a self-installing bundle's installer (none for a plain one)."""
+        return list(self.self_install.files) if self.self_install is not None else []
 
     @classmethod
     def new(
@@ -224,9 +257,11 @@ class Manifest:
         serial: int | None = None,
         expires: datetime | None = None,
         now: datetime | None = None,
+        self_install: SelfInstall | None = None,
     ) -> Manifest:
         """A fresh manifest with a random bundle id; the serial defaults to ``created`` in Unix
-        seconds, so later bundles of one signer get higher serials."""
+        seconds, so later bundles of one signer get higher serials. ``self_install`` makes it a
+        self-installing bundle's (schema version 2)."""
         created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
         return cls(
             bundle_id=str(uuid.uuid4()),
@@ -234,7 +269,8 @@ class Manifest:
             created=created,
             artifacts=tuple(artifacts),
             expires=expires,
-            schema_version=required_schema_version(artifacts),
+            schema_version=required_schema_version(artifacts, self_install),
+            self_install=self_install,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -249,6 +285,8 @@ class Manifest:
             doc["expires"] = format_timestamp(self.expires)
         doc["tool"] = {"name": "pybundle", "version": self.tool_version}
         doc["artifacts"] = [a.to_json() for a in self.artifacts]
+        if self.self_install is not None:
+            doc["self_install"] = self.self_install.to_json()
         return doc
 
     def to_bytes(self) -> bytes:
@@ -285,6 +323,9 @@ class Manifest:
             tool_version=doc["tool"]["version"],
             artifacts=tuple(Artifact.from_json(a) for a in doc["artifacts"]),
             schema_version=doc["schema_version"],
+            self_install=(
+                SelfInstall.from_json(doc["self_install"]) if "self_install" in doc else None
+            ),
         )
         _check_semantics(manifest, source)
         return manifest
@@ -321,3 +362,5 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
                 f"{source}: {artifact.file_name} has an unsafe strip_prefix "
                 f"{artifact.strip_prefix!r}"
             )
+    if manifest.self_install is not None:
+        manifest.self_install.check(manifest.artifacts, source)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.bundler.cache import Cache
@@ -37,6 +37,12 @@ from pybundle.bundler.portability import PortabilityError, audit_tree, describe
 from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
+from pybundle.bundler.selfinstall import (
+    BootCandidate,
+    check_bootstrappable,
+    prepare_self_install,
+    sign_whole_file,
+)
 from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
@@ -126,6 +132,8 @@ class BundleReport:
     seconds: float = 0.0
     summary: Optional[DownloadSummary] = None
     plan: Optional[Plan] = None
+    file_signature: Optional[Path] = None
+    """``<output>.minisig`` of a signed self-installing bundle (the whole file's signature)."""
 
 
 def make_plan(entries: Sequence[CatalogEntry], selection: Selection) -> Plan:
@@ -254,6 +262,8 @@ def build_bundle(
     progress: Optional[Progress] = None,
     entries: Optional[Sequence[CatalogEntry]] = None,
     strict_portability: bool = False,
+    self_installing: bool = False,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> BundleReport:
     """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
@@ -262,7 +272,10 @@ def build_bundle(
     Each ``--from-prefix`` archive is audited for host libraries
     (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
     ``portability``); ``strict_portability`` refuses a prefix that needs any
-    (PortabilityError, exit 7).
+    (PortabilityError, exit 7). ``self_installing`` makes the file install itself with sh
+    (:mod:`pybundle.bundler.selfinstall`; a platform that cannot bootstrap is refused before
+    any download) and, when signed, writes ``<output>.minisig`` over the whole file;
+    ``on_warning`` hears one-line warnings.
 
     From the downloads on, the run holds ``.NAME.lock`` beside the output and first removes
     what killed runs to the same output left there (:func:`pybundle.bundler.workfiles.
@@ -293,6 +306,8 @@ def build_bundle(
         if entries is None:
             entries = load_entries(selection)
         the_plan = make_plan(entries, selection)
+    if self_installing:
+        check_bootstrappable(_boot_candidates(the_plan, infos, prefix_format))
     with claim_output(output):
         items: list[tuple[Artifact, Path]] = []
         downloads: list[DownloadResult] = []
@@ -326,12 +341,68 @@ def build_bundle(
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
+            parts = (
+                prepare_self_install(items, cache_dir, work, on_warning=on_warning)
+                if self_installing
+                else None
+            )
             manifest = write_bundle(
-                output, items, secret_key=secret_key, force=force, serial=serial, expires=expires
+                output,
+                items,
+                secret_key=secret_key,
+                force=force,
+                serial=serial,
+                expires=expires,
+                self_install=parts.section if parts else None,
+                carried=parts.files if parts else (),
+                preamble=parts.stub if parts else None,
+            )
+            signature = (
+                sign_whole_file(output, secret_key, manifest)
+                if parts is not None and secret_key is not None
+                else None
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return BundleReport(manifest, output, downloads, time.monotonic() - started, summary, the_plan)
+    report = BundleReport(
+        manifest, output, downloads, time.monotonic() - started, summary, the_plan
+    )
+    report.file_signature = signature
+    return report
+
+
+def _boot_candidates(
+    the_plan: Optional[Plan], infos: Sequence[Any], prefix_format: str
+) -> list[BootCandidate]:
+    """What could bootstrap a self-installing file, before anything is downloaded or packed:
+    the planned catalog archives and the prefixes (packed as ``prefix_format``)."""
+    found = []
+    for p in the_plan.artifacts if the_plan else ():
+        e = p.entry
+        found.append(
+            BootCandidate(
+                e.target,
+                str(e.version),
+                e.implementation,
+                e.variant,
+                e.flavour,
+                e.archive_format,
+                e.file_name,
+            )
+        )
+    for info in infos:
+        found.append(
+            BootCandidate(
+                info.target,
+                str(info.version),
+                info.implementation,
+                info.variant,
+                "install_only",
+                prefix_format,
+                str(info.prefix),
+            )
+        )
+    return found
 
 
 def _download_all(

@@ -7,7 +7,10 @@ Members, in this order (the installer relies on the first two coming first):
    bytes, whose trusted comment carries the bundle id, serial and created time (absent in an
    unsigned bundle, which the installer refuses);
 3. ``archives/<file name>`` - each archive byte for byte, STORED (no compression), ZIP64 when
-   needed, so the upstream sha256 stays checkable offline.
+   needed, so the upstream sha256 stays checkable offline;
+4. in a self-installing bundle, the files carried for its installer (``wheels/*.whl``,
+   ``__main__.py``: :mod:`pybundle.bundler.selfinstall`), STORED too, and in front of the zip
+   the sh stub (a ``preamble``), the zip's offsets being absolute (as ``zip -A`` leaves them).
 
 The zip is written to a temporary file beside the output (``.NAME.XXXXXXXX.tmp``, see
 :mod:`pybundle.bundler.workfiles`; removed on any error or interruption) and renamed into place;
@@ -21,14 +24,25 @@ import zipfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, Optional, Protocol
 
 from pybundle.bundler.workfiles import make_temp_file
 from pybundle.errors import AlreadyExistsError, StorageError
 from pybundle.hashing import CHUNK_SIZE, check_digest
-from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest, Member
+from pybundle.selfinstall.section import CarriedFile, SelfInstall
 from pybundle.signing import SecretKey, sign
 
 ZIP64_THRESHOLD = 0x7FFFFFFF
+
+
+class Preamble(Protocol):
+    """Bytes written in front of the zip (the self-installing stub): a placeholder first, then,
+    once the zip is written, the final bytes over it (``bundler.selfinstall.Stub``)."""
+
+    def placeholder(self) -> bytes: ...
+
+    def finish(self, raw: BinaryIO) -> None: ...
 
 
 def trusted_comment_for(manifest: Manifest) -> str:
@@ -55,17 +69,24 @@ def write_bundle(
     force: bool = False,
     serial: int | None = None,
     expires: datetime | None = None,
+    self_install: Optional[SelfInstall] = None,
+    carried: Sequence[tuple[CarriedFile, Path]] = (),
+    preamble: Optional[Preamble] = None,
 ) -> Manifest:
     """Write the bundle to ``output`` and return its manifest.
 
     ``items`` pairs each artifact with the local archive file holding its bytes; every archive
     is re-hashed while it is copied, so a file changed since it was verified is caught.
+    A self-installing bundle also gets its manifest section ``self_install``, the ``carried``
+    members (each with the local file of its bytes, re-hashed alike) and the ``preamble``.
     Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
     """
     output = output.absolute()
     if output.exists() and not force:
         raise AlreadyExistsError(f"{output}: already exists (use --force to replace it)")
-    manifest = Manifest.new([a for a, _ in items], serial=serial, expires=expires)
+    manifest = Manifest.new(
+        [a for a, _ in items], serial=serial, expires=expires, self_install=self_install
+    )
     manifest_bytes = manifest.to_bytes()
     signature = (
         sign(manifest_bytes, secret_key, trusted_comment_for(manifest))
@@ -78,16 +99,19 @@ def write_bundle(
     except OSError as exc:
         raise StorageError(f"{output}: cannot create the bundle: {exc}") from exc
     try:
-        with (
-            os.fdopen(fd, "w+b") as raw,
-            zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf,
-        ):
-            zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
-            if signature is not None:
-                zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
-            for artifact, path in items:
-                _add_archive(zf, artifact, path, manifest.created)
-            zf.close()
+        with os.fdopen(fd, "w+b") as raw:
+            if preamble is not None:
+                raw.write(preamble.placeholder())
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
+                if signature is not None:
+                    zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
+                for artifact, path in items:
+                    _add_archive(zf, artifact, path, manifest.created)
+                for member, path in carried:
+                    _add_archive(zf, member, path, manifest.created)
+            if preamble is not None:
+                preamble.finish(raw)
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o644)
@@ -101,7 +125,7 @@ def write_bundle(
     return manifest
 
 
-def _add_archive(zf: zipfile.ZipFile, artifact: Artifact, path: Path, when: datetime) -> None:
+def _add_archive(zf: zipfile.ZipFile, artifact: Member, path: Path, when: datetime) -> None:
     import hashlib
 
     digest = hashlib.sha256()

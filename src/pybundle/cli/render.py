@@ -54,6 +54,7 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
             f"{size(summary.transferred)} in {summary.seconds:.1f} s "
             f"({summary.mb_per_s:.1f} MB/s)"
         )
+    lines.extend(self_install_lines(report.output, report.manifest))
     hits = sum(1 for d in report.downloads if d.cached)
     total = sum(a.size for a in report.manifest.artifacts)
     signed = f", signed by key {key.public_key.key_id_hex}" if key else ", UNSIGNED"
@@ -62,6 +63,32 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
         f"{size(total)}{signed}; {plural(len(report.downloads), 'download')}, {hits} from cache; "
         f"{report.seconds:.1f} s)"
     )
+    if getattr(report, "file_signature", None) is not None:
+        lines.append(f"wrote {report.file_signature} (minisign signature of the whole file)")
+    return lines
+
+
+def self_install_lines(path: Path, manifest: Any) -> list[str]:
+    """A self-installing bundle's bootstraps and overhead (none for a plain bundle)."""
+    section = manifest.self_install
+    if section is None:
+        return []
+    from pybundle.selfinstall.section import measure_overhead
+
+    by_member = {a.member: a for a in manifest.artifacts}
+    overhead = measure_overhead(str(path), section, [a.size for a in manifest.artifacts])
+    lines = [
+        f"  self-installing (sh FILE install): stub {overhead.stub} bytes + carried "
+        f"{size(overhead.carried)} = {size(overhead.total)}, {overhead.percent:.1f}% of the "
+        f"interpreters' {size(overhead.interpreters)}"
+    ]
+    for b in section.bootstraps:
+        a = by_member.get(b.artifact)
+        name = a.install_name if a is not None else b.artifact
+        lines.append(
+            f"    bootstrap {b.key}: {name}, {plural(len(b.wheels), 'wheel')} "
+            f"({size(section.wheel_bytes(b))})"
+        )
     return lines
 
 
@@ -111,11 +138,20 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
         else None
     )
     doc["verified"] = False
+    if manifest.self_install is not None:
+        from pybundle.selfinstall.section import measure_overhead
+
+        doc["self_install_overhead"] = measure_overhead(
+            str(path), manifest.self_install, [a.size for a in manifest.artifacts]
+        ).to_json()
     return doc, manifest, signer
 
 
-def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> list[str]:
-    """``inspect`` as text: bundle id, serial, signer, one line per archive."""
+def inspect_lines(
+    doc: dict[str, Any], manifest: Any, signer: Optional[Any], path: Optional[Path] = None
+) -> list[str]:
+    """``inspect`` as text: bundle id, serial, signer, one line per archive, and a
+    self-installing bundle's bootstraps and overhead (read from ``path``)."""
     lines = [
         f"bundle {manifest.bundle_id}  serial {manifest.serial}  created {doc['created']}",
         f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)",
@@ -124,6 +160,8 @@ def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> 
         lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}")
         if a.portability is not None:
             lines.append(f"    needs from the host: {', '.join(a.portability.libraries)}")
+    if manifest.self_install is not None and path is not None:
+        lines.extend(self_install_lines(path, manifest))
     return lines
 
 

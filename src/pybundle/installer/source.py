@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pybundle.errors import IntegrityError, ManifestError, SignatureError, StorageError
-from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest, Member
 from pybundle.signing import MAX_SIGNATURE_BYTES
 
 HASH_CHUNK = 4 * 1024 * 1024
@@ -122,7 +122,8 @@ class BundleSource:
 
         Raises ManifestError naming the first offending member.
         """
-        expected = {MANIFEST_NAME, SIGNATURE_NAME} | {a.member for a in manifest.artifacts}
+        listed = manifest.members()  # the archives and, in a self-installing file, its wheels
+        expected = {MANIFEST_NAME, SIGNATURE_NAME} | {m.member for m in listed}
         names = [i.filename for i in self._zip.infolist()]
         seen: set[str] = set()
         for name in names:
@@ -131,14 +132,14 @@ class BundleSource:
             seen.add(name)
             if name not in expected:
                 raise ManifestError(f"{self.path}: member {name!r} is not listed in the manifest")
-        for artifact in manifest.artifacts:
+        for artifact in listed:
             if artifact.member not in seen:
                 raise ManifestError(
                     f"{self.path}: manifest lists {artifact.member}, which is not in the bundle"
                 )
 
     @contextmanager
-    def open_archive(self, artifact: Artifact) -> Iterator[ArchiveReader]:
+    def open_archive(self, artifact: Member) -> Iterator[ArchiveReader]:
         """Stream an archive member's bytes, hashing them as they are read (see
         :meth:`ArchiveReader.finish`). The member must be STORED and exactly ``artifact.size``
         bytes long per the zip directory; ManifestError otherwise."""
@@ -152,13 +153,13 @@ class BundleSource:
                 ) from exc
             yield ArchiveReader(_Region(raw, start, info.file_size))
 
-    def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
+    def hash_archive(self, artifact: Member) -> tuple[str, int]:
         """sha256 of an archive member's bytes: ``(hex digest, bytes read)``. Same checks as
         :meth:`open_archive`; hashlib releases the GIL, so members hash in parallel threads."""
         with self.open_archive(artifact) as stream:
             return stream.finish()
 
-    def _member_info(self, artifact: Artifact) -> zipfile.ZipInfo:
+    def _member_info(self, artifact: Member) -> zipfile.ZipInfo:
         info = self._info(artifact.member)
         if info is None:
             raise ManifestError(

@@ -19,7 +19,7 @@ from pybundle.errors import ManifestError, SignatureError, UntrustedKeyError
 from pybundle.hashing import check_digest
 from pybundle.installer.policy import check_freshness
 from pybundle.installer.source import BundleSource
-from pybundle.manifest import Artifact, Manifest
+from pybundle.manifest import Manifest, Member
 from pybundle.signing import PublicKey, Signature, load_public_key, parse_signature, verify
 
 
@@ -101,8 +101,9 @@ def _check_trusted_comment(path: Path, comment: str, manifest: Manifest) -> None
         )
 
 
-def verify_archive(source: BundleSource, artifact: Artifact) -> None:
-    """Re-hash one archive member (streaming, exactly its recorded size) against the manifest.
+def verify_archive(source: BundleSource, artifact: Member) -> None:
+    """Re-hash one archive member (streaming, exactly its recorded size) against the manifest
+    (also a file carried for a self-installing bundle's installer).
 
     Raises HashMismatchError naming the bundle and member.
     """
@@ -110,7 +111,7 @@ def verify_archive(source: BundleSource, artifact: Artifact) -> None:
     check_digest(f"{source.path}: {artifact.member}", actual, artifact.sha256, artifact.size)
 
 
-def verify_archives(source: BundleSource, artifacts: Sequence[Artifact]) -> None:
+def verify_archives(source: BundleSource, artifacts: Sequence[Member]) -> None:
     """Re-hash several archive members in parallel threads (one per CPU at most), since
     hashlib releases the GIL. Raises the first member's HashMismatchError (in manifest order)
     after all have been checked."""
@@ -129,10 +130,11 @@ def verify_bundle(
     path: Path, trusted: Sequence[PublicKey], *, archives: bool = True, allow_expired: bool = False
 ) -> VerifiedBundle:
     """Verify signature, manifest, freshness (unless ``allow_expired``) and (unless ``archives``
-    is False) every archive's sha256. Raises the errors of the steps it runs."""
+    is False) the sha256 of every member the manifest lists: archives and, in a
+    self-installing file, the wheels it carries. Raises the errors of the steps it runs."""
     with BundleSource(path) as source:
         verified = verify_manifest(source, trusted)
         check_freshness(verified.manifest, str(path), allow_expired=allow_expired)
         if archives:
-            verify_archives(source, verified.manifest.artifacts)
+            verify_archives(source, verified.manifest.members())
     return verified
