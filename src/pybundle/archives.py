@@ -81,7 +81,9 @@ def open_decompressed(stream: IO[bytes], archive_format: str) -> IO[bytes]:
     if archive_format == "tar.zst":
         if zstandard is None:  # pragma: no cover - see the import above
             raise UnsafeArchiveError(
-                "cannot read a tar.zst archive: the zstandard package is not installed"
+                "cannot read a tar.zst archive: this pybundle has no zstandard (a self-installing "
+                "bundle carries it only when it holds tar.zst archives); install the zstandard "
+                "package next to it"
             )
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         return cast(IO[bytes], dctx.stream_reader(stream, read_across_frames=True, closefd=False))
