@@ -238,3 +238,21 @@ def test_real_pip_resolves_the_installer_for_aarch64_on_this_x86_64_machine(
                                                               "cp310"}  # fmt: skip
     typer = next(w for w in wheels if w.project == "typer-slim")
     assert typer.version.startswith("0.15.")
+
+
+def test_cache_list_and_clean_count_the_wheels(tmp_path: Path, fake_pip) -> None:  # type: ignore[no-untyped-def]
+    from conftest import run_cli
+
+    root = tmp_path / "cache"
+    download_wheels(
+        ["demo", "native"], WheelTarget.for_interpreter(X86, "3.12"), WheelCache(root),
+        pip=fake_pip("ok"),
+    )  # fmt: skip
+    listed = run_cli("cache", "list", "--cache-dir", str(root), check=True)
+    assert "; 2 wheels, " in listed.stdout
+    kept = run_cli("cache", "clean", "--older-than", "1d", "--cache-dir", str(root), check=True)
+    assert "removed 0 files" in kept.stdout
+    cleaned = run_cli("cache", "clean", "--cache-dir", str(root), check=True)
+    assert "removed 3 files" in cleaned.stdout  # two wheels and the remembered resolution
+    assert WheelCache(root).entries() == []
+    assert list((root / "wheel-sets").iterdir()) == []

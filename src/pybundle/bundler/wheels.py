@@ -264,6 +264,39 @@ class WheelCache:
             raise StorageError(f"{final}: cannot store the wheel: {exc}") from exc
         return Wheel.describe(path.name, size, sha256, final)
 
+    def entries(self) -> list[Path]:
+        """Every wheel under a final name, sorted."""
+        try:
+            return sorted(p for p in self.wheels.iterdir() if p.name.endswith(".whl"))
+        except OSError as exc:
+            raise StorageError(f"{self.wheels}: cannot list the cache: {exc}") from exc
+
+    def clean(
+        self, older_than: Optional[float] = None, now: Optional[float] = None
+    ) -> tuple[int, int]:
+        """Remove wheels not used for ``older_than`` seconds (all when None; then the
+        remembered resolutions too). Returns ``(files, bytes)`` removed; raises StorageError."""
+        import time
+
+        now = time.time() if now is None else now
+        files = size = 0
+        victims = list(self.entries())
+        if older_than is None:
+            victims += sorted(self.sets.glob("*.json"))
+        for path in victims:
+            try:
+                st = path.stat()
+                if older_than is not None and now - st.st_mtime <= older_than:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot remove: {exc.strerror}") from exc
+            files += 1
+            size += st.st_size
+        return files, size
+
     def _set_path(self, requirements: Sequence[str], target: WheelTarget) -> Path:
         question = {"requirements": list(requirements), "target": _target_json(target)}
         key = hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()
