@@ -178,6 +178,18 @@ def test_a_key_it_was_not_signed_with_installs_nothing(
     assert host.leftovers() == []
 
 
+def test_the_cli_works_under_the_carried_typer(self_kit: SelfKit, host: Host) -> None:
+    out = run_stub(self_kit.bundle, "install", "--bogus", env=host.env())
+    assert out.returncode == 2
+    line = one_error_line(out.stderr)  # click 8.1 may add "Did you mean ...?" in between
+    assert line.startswith("pybundle: error: no such option: --bogus")
+    assert line.endswith("(see 'pybundle install --help')")
+    helped = run_stub(self_kit.bundle, "install", "--help", env=host.env())
+    assert helped.returncode == 0, helped.stderr
+    assert "--keep-installer" in helped.stdout and "--trusted-key PUB" in helped.stdout
+    assert host.leftovers() == []
+
+
 def test_sh_file_verify_and_inspect_run_too(self_kit: SelfKit, host: Host) -> None:
     out = run_stub(
         self_kit.bundle, "verify", "--trusted-key", str(self_kit.public_key), env=host.env()
