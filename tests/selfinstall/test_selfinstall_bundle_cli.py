@@ -44,7 +44,7 @@ def test_bundle_self_installing_from_a_prefix_packs_tar_gz_and_signs_the_whole_f
         "-o", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "self-installing (sh FILE install): stub" in proc.stdout
+    assert "self-installing (sh py.pybundle install): stub" in proc.stdout
     assert f"wrote {out}.minisig (minisign signature of the whole file)" in proc.stdout
     with zipfile.ZipFile(out) as zf:
         manifest = json.loads(zf.read("pybundle.json"))

@@ -81,7 +81,7 @@ def test_file_is_a_shell_script_and_a_zip_that_pybundle_reads_as_a_bundle(
     assert f"1 archive and {carried} carried files verified" in verify.stdout
     inspect = pybundle_cli("inspect", str(self_kit.bundle))
     assert inspect.returncode == 0, inspect.stderr
-    assert "self-installing (sh FILE install): stub" in inspect.stdout
+    assert "self-installing (sh py.pybundle install): stub" in inspect.stdout
     assert "bootstrap linux-x86_64-gnu: cpython-3.12.1-linux-x86_64-gnu" in inspect.stdout
 
 

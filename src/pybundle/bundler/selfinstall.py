@@ -21,6 +21,7 @@ over it: both have the same length, and the same inputs give the same bytes.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zipfile
 from collections.abc import Sequence
@@ -111,11 +112,11 @@ def _platform(target: Target) -> Target:
 
 
 def _release(version: str) -> tuple[int, ...]:
-    parts = version.split(".")
+    """``(3, 14, 0)`` of ``"3.14.0rc1"``: the leading number of each of the first three parts."""
     nums = []
-    for part in parts[:3]:
-        digits = "".join(c for c in part if c.isdigit()) if not part.isdigit() else part
-        nums.append(int(digits or 0))
+    for part in version.split(".")[:3]:
+        m = re.match(r"\d+", part)
+        nums.append(int(m.group()) if m else 0)
     return tuple(nums)
 
 

@@ -78,7 +78,7 @@ def self_install_lines(path: Path, manifest: Any) -> list[str]:
     by_member = {a.member: a for a in manifest.artifacts}
     overhead = measure_overhead(str(path), section, [a.size for a in manifest.artifacts])
     lines = [
-        f"  self-installing (sh FILE install): stub {overhead.stub} bytes + carried "
+        f"  self-installing (sh {path.name} install): stub {overhead.stub} bytes + carried "
         f"{size(overhead.carried)} = {size(overhead.total)}, {overhead.percent:.1f}% of the "
         f"interpreters' {size(overhead.interpreters)}"
     ]
