@@ -17,10 +17,16 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Union, cast
 
-import zstandard
-
 from pybundle.errors import UnsafeArchiveError
 from pybundle.tarstream import FILE, TarStream
+
+try:  # a self-installing bundle carries zstandard only when one of its archives is tar.zst
+    import zstandard
+except ImportError:  # pragma: no cover - a dependency of every full install
+    zstandard = None  # type: ignore[assignment]
+    _ZSTD_ERRORS: tuple[type[BaseException], ...] = ()
+else:
+    _ZSTD_ERRORS = (zstandard.ZstdError,)
 
 try:  # ISA-L's inflate (PyPI isal): ~2.5x zlib's speed (see InflateThread for the overlap)
     from isal import igzip, igzip_lib
@@ -54,7 +60,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     zlib.error,
     gzip.BadGzipFile,
-    zstandard.ZstdError,
+    *_ZSTD_ERRORS,
     ValueError,  # a decompressor fed bytes it cannot use
     OverflowError,
     *_ISAL_ERRORS,
@@ -75,6 +81,12 @@ def open_decompressed(stream: IO[bytes], archive_format: str) -> IO[bytes]:
             return cast(IO[bytes], igzip.IGzipFile(fileobj=stream, mode="rb"))  # type: ignore[no-untyped-call]
         return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
     if archive_format == "tar.zst":
+        if zstandard is None:  # pragma: no cover - see the import above
+            raise UnsafeArchiveError(
+                "cannot read a tar.zst archive: this pybundle has no zstandard (a self-installing "
+                "bundle carries it only when it holds tar.zst archives); install the zstandard "
+                "package next to it"
+            )
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         return cast(IO[bytes], dctx.stream_reader(stream, read_across_frames=True, closefd=False))
     if archive_format == TAR_STREAM:

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from pybundle import __version__
 from pybundle.errors import ManifestError
 from pybundle.jsondoc import load_json
 from pybundle.schema import validate_manifest_document
+from pybundle.selfinstall.section import SelfInstall
 from pybundle.targets import Target
 
 SCHEMA_VERSION = 1
@@ -296,14 +297,33 @@ V2_ARTIFACT_FIELDS = ("portability", "solid")
 """Artifact fields that exist only in manifest schema version 2."""
 
 
+class Member(Protocol):
+    """A zip member the manifest hashes: an interpreter archive (:class:`Artifact`), a compact
+    bundle's solid stream (:class:`SolidContainer`) or a file carried for a self-installing
+    bundle's installer (:class:`pybundle.selfinstall.section.CarriedFile`)."""
+
+    @property
+    def member(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
 def required_schema_version(
-    artifacts: Sequence[Artifact], solid: Optional[SolidContainer] = None
+    artifacts: Sequence[Artifact],
+    solid: Optional[SolidContainer] = None,
+    self_install: Optional[SelfInstall] = None,
 ) -> int:
-    """The lowest manifest schema version that can hold ``artifacts``: 2 when one records
-    ``portability`` or ``solid`` (v2 fields) or the bundle has a solid stream, else 1 (what
-    every pybundle reads)."""
-    if solid is not None or any(
-        a.portability is not None or a.solid is not None for a in artifacts
+    """The lowest manifest schema version that can hold ``artifacts``, ``solid`` and
+    ``self_install``: 2 when an artifact records ``portability`` or ``solid``, the bundle has a
+    solid stream or installs itself (v2 fields), else 1 (what every pybundle reads)."""
+    if (
+        solid is not None
+        or self_install is not None
+        or any(a.portability is not None or a.solid is not None for a in artifacts)
     ):
         return 2
     return SCHEMA_VERSION
@@ -325,6 +345,20 @@ class Manifest:
     schema_version: int = field(default=SCHEMA_VERSION)
     solid: Optional[SolidContainer] = None
     """The compact bundle's solid stream (manifest v2 only), or None."""
+    self_install: Optional[SelfInstall] = None
+    """What a self-installing bundle carries for its own installer (schema v2), or None."""
+
+    def members(self) -> list[Member]:
+        """Every zip member the manifest hashes, in bundle order: the solid stream (a compact
+        bundle's), the archives that are members (not in the solid stream), then the files
+        carried for the installer."""
+        container: list[Member] = [self.solid] if self.solid is not None else []
+        plain = [a for a in self.artifacts if a.solid is None]
+        return [*container, *plain, *self.carried_files()]
+
+    def carried_files(self) -> list[Member]:
+        """The files carried for a self-installing bundle's installer (none for a plain one)."""
+        return list(self.self_install.files) if self.self_install is not None else []
 
     @classmethod
     def new(
@@ -336,10 +370,12 @@ class Manifest:
         now: datetime | None = None,
         solid: SolidContainer | None = None,
         bundle_id: str | None = None,
+        self_install: SelfInstall | None = None,
     ) -> Manifest:
         """A fresh manifest; the serial defaults to ``created`` in Unix seconds, so later
         bundles of one signer get higher serials. ``bundle_id`` defaults to a random UUID
-        (:mod:`pybundle.bundler.reproducible` derives one from the inputs instead)."""
+        (:mod:`pybundle.bundler.reproducible` derives one from the inputs instead).
+        ``self_install`` makes it a self-installing bundle's (schema version 2)."""
         created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
         return cls(
             bundle_id=bundle_id or str(uuid.uuid4()),
@@ -347,8 +383,9 @@ class Manifest:
             created=created,
             artifacts=tuple(artifacts),
             expires=expires,
-            schema_version=required_schema_version(artifacts, solid),
+            schema_version=required_schema_version(artifacts, solid, self_install),
             solid=solid,
+            self_install=self_install,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -365,6 +402,8 @@ class Manifest:
         doc["artifacts"] = [a.to_json() for a in self.artifacts]
         if self.solid is not None:
             doc["solid"] = self.solid.to_json()
+        if self.self_install is not None:
+            doc["self_install"] = self.self_install.to_json()
         return doc
 
     def to_bytes(self) -> bytes:
@@ -402,6 +441,9 @@ class Manifest:
             artifacts=tuple(Artifact.from_json(a) for a in doc["artifacts"]),
             schema_version=doc["schema_version"],
             solid=SolidContainer.from_json(doc["solid"]) if doc.get("solid") else None,
+            self_install=(
+                SelfInstall.from_json(doc["self_install"]) if "self_install" in doc else None
+            ),
         )
         _check_semantics(manifest, source)
         return manifest
@@ -438,6 +480,20 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
             raise ManifestError(
                 f"{source}: {artifact.file_name} has an unsafe strip_prefix "
                 f"{artifact.strip_prefix!r}"
+            )
+    if manifest.self_install is not None:
+        manifest.self_install.check(manifest.artifacts, source)
+        by_member = {a.member: a for a in manifest.artifacts}
+        for b in manifest.self_install.bootstraps:
+            if by_member[b.artifact].solid is not None:
+                raise ManifestError(
+                    f"{source}: the bootstrap for {b.key} is in the solid stream; it must be a "
+                    "plain member (the sh stub unpacks it with tar and gzip)"
+                )
+        if manifest.solid is not None and manifest.self_install.file(manifest.solid.member):
+            raise ManifestError(
+                f"{source}: the solid stream's member {manifest.solid.member} is also a "
+                "carried file's"
             )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.bundler import reproducible
@@ -38,6 +38,14 @@ from pybundle.bundler.portability import PortabilityError, audit_tree, describe
 from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
+from pybundle.bundler.selfinstall import (
+    BootCandidate,
+    check_bootstrappable,
+    choose_bootstraps,
+    prepare_self_install,
+    whole_file_signature,
+    write_whole_file_signature,
+)
 from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.workfiles import claim_output, make_work_dir
@@ -133,6 +141,11 @@ class BundleReport:
     """With a volume size: the volumes written (``NAME.001``, ...), else empty."""
     compact_seconds: float = 0.0
     """Time spent making the solid stream (``compact``), in seconds."""
+    file_signature: Optional[Path] = None
+    """``<output>.minisig`` of a signed self-installing bundle (the whole file's signature;
+    of the joined file for a volume set)."""
+    stub_bytes: int = 0
+    """Size of a self-installing bundle's sh stub, in bytes (0 for a plain bundle)."""
 
 
 def make_plan(entries: Sequence[CatalogEntry], selection: Selection) -> Plan:
@@ -264,6 +277,8 @@ def build_bundle(
     compact: Optional[CompactOptions] = None,
     volume_size: Optional[int] = None,
     keep_plain: Collection[str] = (),
+    self_installing: bool = False,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> BundleReport:
     """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
@@ -272,7 +287,10 @@ def build_bundle(
     Each ``--from-prefix`` archive is audited for host libraries
     (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
     ``portability``); ``strict_portability`` refuses a prefix that needs any
-    (PortabilityError, exit 7).
+    (PortabilityError, exit 7). ``self_installing`` makes the file install itself with sh
+    (:mod:`pybundle.bundler.selfinstall`; a platform that cannot bootstrap is refused before
+    any download) and, when signed, writes ``<output>.minisig`` over the whole file;
+    ``on_warning`` hears one-line warnings.
 
     ``compact`` puts the archives in one solid stream (:mod:`pybundle.bundler.solid`), all
     but those whose file names are in ``keep_plain`` (which stay plain members, e.g. the
@@ -312,6 +330,10 @@ def build_bundle(
         if entries is None:
             entries = load_entries(selection)
         the_plan = make_plan(entries, selection)
+    if self_installing:
+        check_bootstrappable(
+            _boot_candidates(the_plan, infos, prefix_format), compact=compact is not None
+        )
     with claim_output(output):
         items: list[tuple[Artifact, Path]] = []
         downloads: list[DownloadResult] = []
@@ -345,11 +367,22 @@ def build_bundle(
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
+            boot_names: set[str] = set()
+            if self_installing:  # the sh stub unpacks its bootstraps: never in the solid stream
+                chosen = choose_bootstraps([a for a, _ in items], compact=compact is not None)
+                boot_names = {a.file_name for a in chosen.values()}
             solid = None
             compact_started = time.monotonic()
             if compact is not None:
-                items, solid = _compact(items, work, created, compact, keep_plain)
+                items, solid = _compact(items, work, created, compact, {*keep_plain, *boot_names})
             compact_seconds = time.monotonic() - compact_started if solid else 0.0
+            self_parts = (
+                prepare_self_install(
+                    items, cache_dir, work, on_warning=on_warning, solid=solid is not None
+                )
+                if self_installing
+                else None
+            )
             target = output if volume_size is None else work / output.name
             manifest = write_bundle(
                 target,
@@ -360,11 +393,26 @@ def build_bundle(
                 expires=expires,
                 solid=solid,
                 now=created,
+                self_install=self_parts.section if self_parts else None,
+                carried=self_parts.files if self_parts else (),
+                preamble=self_parts.stub if self_parts else None,
             )
+            # the whole file's signature: over the file with its stub, before it is cut into
+            # volumes (whose joined bytes it then covers: cat NAME.0* > NAME); written beside
+            # the output once the bundle or its volumes are in place
+            signature = (
+                whole_file_signature(target, secret_key, manifest, output.name)
+                if self_parts is not None and secret_key is not None
+                else None
+            )
+            stub_bytes = len(self_parts.stub.placeholder()) if self_parts else 0
             parts = (
                 write_volumes(target, output, volume_size, force=force)
                 if volume_size is not None
                 else []
+            )
+            signature_path = (
+                write_whole_file_signature(signature, output) if signature is not None else None
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -377,6 +425,8 @@ def build_bundle(
         the_plan,
         parts,
         compact_seconds,
+        signature_path,
+        stub_bytes,
     )
 
 
@@ -398,6 +448,40 @@ def _compact(
     )
     updated = {a.file_name: a for a in entries}
     return [(updated.get(a.file_name, a), p) for a, p in items], (container, path)
+
+
+def _boot_candidates(
+    the_plan: Optional[Plan], infos: Sequence[Any], prefix_format: str
+) -> list[BootCandidate]:
+    """What could bootstrap a self-installing file, before anything is downloaded or packed:
+    the planned catalog archives and the prefixes (packed as ``prefix_format``)."""
+    found = []
+    for p in the_plan.artifacts if the_plan else ():
+        e = p.entry
+        found.append(
+            BootCandidate(
+                e.target,
+                str(e.version),
+                e.implementation,
+                e.variant,
+                e.flavour,
+                e.archive_format,
+                e.file_name,
+            )
+        )
+    for info in infos:
+        found.append(
+            BootCandidate(
+                info.target,
+                str(info.version),
+                info.implementation,
+                info.variant,
+                "install_only",
+                prefix_format,
+                str(info.prefix),
+            )
+        )
+    return found
 
 
 def _download_all(

@@ -9,7 +9,12 @@ Members, in this order (the installer relies on the first two coming first):
 3. ``archives/<file name>`` - each archive byte for byte, STORED (no compression), ZIP64 when
    needed, so the upstream sha256 stays checkable offline; in a compact bundle, the archives
    in the solid stream are not members: ``archives/interpreters.7z`` (STORED too, see
-   :mod:`pybundle.bundler.solid`) holds their tars.
+   :mod:`pybundle.bundler.solid`) holds their tars;
+4. in a self-installing bundle, the files carried for its installer (``wheels/*.whl``,
+   ``__main__.py``: :mod:`pybundle.bundler.selfinstall`), STORED too, and in front of the zip
+   the sh stub (a ``preamble``), the zip's offsets being absolute (as ``zip -A`` leaves them).
+   Its bootstrap interpreters are never in the solid stream (the stub reads them as plain
+   members).
 
 Every member carries the manifest's created time and mode 0644, and members come in the
 order above, so equal inputs give equal bytes (see :mod:`pybundle.bundler.reproducible`).
@@ -27,15 +32,33 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, Optional, Protocol
 
 from pybundle.bundler.reproducible import bundle_id_for, source_date_epoch
 from pybundle.bundler.workfiles import make_temp_file
 from pybundle.errors import AlreadyExistsError, StorageError
 from pybundle.hashing import CHUNK_SIZE, check_digest
-from pybundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Artifact, Manifest, SolidContainer
+from pybundle.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Artifact,
+    Manifest,
+    Member,
+    SolidContainer,
+)
+from pybundle.selfinstall.section import CarriedFile, SelfInstall
 from pybundle.signing import SecretKey, sign
 
 ZIP64_THRESHOLD = 0x7FFFFFFF
+
+
+class Preamble(Protocol):
+    """Bytes written in front of the zip (the self-installing stub): a placeholder first, then,
+    once the zip is written, the final bytes over it (``bundler.selfinstall.Stub``)."""
+
+    def placeholder(self) -> bytes: ...
+
+    def finish(self, raw: BinaryIO) -> None: ...
 
 
 def trusted_comment_for(manifest: Manifest) -> str:
@@ -64,6 +87,9 @@ def write_bundle(
     expires: datetime | None = None,
     solid: tuple[SolidContainer, Path] | None = None,
     now: datetime | None = None,
+    self_install: Optional[SelfInstall] = None,
+    carried: Sequence[tuple[CarriedFile, Path]] = (),
+    preamble: Optional[Preamble] = None,
 ) -> Manifest:
     """Write the bundle to ``output`` and return its manifest.
 
@@ -73,6 +99,8 @@ def write_bundle(
     archives whose artifact has a ``solid`` entry (their paths in ``items`` are not read).
     ``now`` is the created time (default: the clock); with ``SOURCE_DATE_EPOCH`` set, the
     bundle id is derived from the manifest (:func:`pybundle.bundler.reproducible.bundle_id_for`).
+    A self-installing bundle also gets its manifest section ``self_install``, the ``carried``
+    members (each with the local file of its bytes, re-hashed alike) and the ``preamble``.
     Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
     """
     output = output.absolute()
@@ -84,6 +112,7 @@ def write_bundle(
         expires=expires,
         now=now or source_date_epoch(),
         solid=solid[0] if solid else None,
+        self_install=self_install,
     )
     if source_date_epoch() is not None:
         manifest = replace(manifest, bundle_id=bundle_id_for(manifest))
@@ -99,27 +128,23 @@ def write_bundle(
     except OSError as exc:
         raise StorageError(f"{output}: cannot create the bundle: {exc}") from exc
     try:
-        with (
-            os.fdopen(fd, "w+b") as raw,
-            zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf,
-        ):
-            zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
-            if signature is not None:
-                zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
-            if solid is not None:
-                container, container_path = solid
-                _add_member(
-                    zf,
-                    container.member,
-                    container_path,
-                    container.sha256,
-                    container.size,
-                    manifest.created,
-                )
-            for artifact, path in items:
-                if artifact.solid is None:
-                    _add_archive(zf, artifact, path, manifest.created)
-            zf.close()
+        with os.fdopen(fd, "w+b") as raw:
+            if preamble is not None:
+                raw.write(preamble.placeholder())
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                zf.writestr(_zipinfo(MANIFEST_NAME, manifest.created), manifest_bytes)
+                if signature is not None:
+                    zf.writestr(_zipinfo(SIGNATURE_NAME, manifest.created), signature)
+                if solid is not None:
+                    container, container_path = solid
+                    _add_archive(zf, container, container_path, manifest.created)
+                for artifact, path in items:
+                    if artifact.solid is None:
+                        _add_archive(zf, artifact, path, manifest.created)
+                for member, path in carried:
+                    _add_archive(zf, member, path, manifest.created)
+            if preamble is not None:
+                preamble.finish(raw)
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o644)
@@ -133,7 +158,7 @@ def write_bundle(
     return manifest
 
 
-def _add_archive(zf: zipfile.ZipFile, artifact: Artifact, path: Path, when: datetime) -> None:
+def _add_archive(zf: zipfile.ZipFile, artifact: Member, path: Path, when: datetime) -> None:
     _add_member(zf, artifact.member, path, artifact.sha256, artifact.size, when)
 
 

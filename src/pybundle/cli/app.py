@@ -179,8 +179,12 @@ def bundle(
         metavar="all|pip",
         help="For --from-prefix: keep all of site-packages, or pip only.",
     ),
-    prefix_format: str = typer.Option(
-        "tar.zst", "--prefix-format", metavar="FORMAT", help="For --from-prefix: tar.zst or tar.gz."
+    prefix_format: Optional[str] = typer.Option(
+        None,
+        "--prefix-format",
+        metavar="FORMAT",
+        help="For --from-prefix: tar.zst or tar.gz (default: tar.zst; tar.gz with "
+        "--self-installing).",
     ),
     jobs: int = typer.Option(
         4, "--jobs", "-j", min=1, max=32, metavar="N", help="Parallel downloads."
@@ -189,6 +193,12 @@ def bundle(
         False,
         "--strict-portability",
         help="For --from-prefix: refuse a prefix that needs host libraries (manylinux policy).",
+    ),
+    self_installing: bool = typer.Option(
+        False,
+        "--self-installing",
+        help="Make the file install itself on a Linux host with no Python (sh FILE install): "
+        "it carries pybundle and its wheels, and FILE.minisig signs the whole file.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan (what would be downloaded); download nothing."
@@ -276,7 +286,7 @@ def bundle(
             secret_key=key,
             from_prefixes=from_prefix,
             prefix_site_packages=prefix_site_packages,
-            prefix_format=prefix_format,
+            prefix_format=prefix_format or ("tar.gz" if self_installing else "tar.zst"),
             jobs=jobs,
             force=force,
             serial=serial,
@@ -285,6 +295,8 @@ def bundle(
             strict_portability=strict_portability,
             compact=CompactOptions() if compact else None,
             volume_size=volume_bytes,
+            self_installing=self_installing,
+            on_warning=warn,
         )
     finally:
         progress.close()
@@ -359,9 +371,12 @@ def verify(
         emit_json(verified_json(path, verified))
         return
     manifest = verified.manifest
+    carried = len(manifest.carried_files())
     say(
         f"OK {path}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
-        f"{plural(len(manifest.artifacts), 'archive')} verified"
+        f"{plural(len(manifest.artifacts), 'archive')}"
+        + (f" and {plural(carried, 'carried file')}" if carried else "")
+        + " verified"
     )
 
 
@@ -377,11 +392,12 @@ def inspect(
     `pybundle verify` for that."""
     from pybundle.cli.render import inspect_doc, inspect_lines
 
-    doc, manifest, signer = inspect_doc(bundle_path(file, from_))
+    path = bundle_path(file, from_)
+    doc, manifest, signer = inspect_doc(path)
     if as_json:
         emit_json(doc)
     else:
-        emit(*inspect_lines(doc, manifest, signer))
+        emit(*inspect_lines(doc, manifest, signer, path))
 
 
 @app.command(short_help="Verify a bundle and install its interpreters.")
@@ -433,6 +449,12 @@ def install(
     no_bin: bool = typer.Option(
         False, "--no-bin", help="Make no links in $PYBUNDLE_BIN_DIR (default ~/.local/bin)."
     ),
+    keep_installer: bool = typer.Option(
+        False,
+        "--keep-installer",
+        help="From a self-installing bundle: also keep a pybundle command (its own "
+        "environment, built from the wheels the file carries; linked into the bin dir).",
+    ),
     as_json: bool = JSON,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
@@ -446,15 +468,17 @@ def install(
     path = bundle_path(file, from_)
     requests = [r for text in versions for r in parse_request_list(text)]
     links = None if no_bin else LinkRequest(default=default)
-    bars = None
-    if bars_enabled():
-        from pybundle.cli.progress import InstallBars
+    keys = load_keys(trusted_key)
+    keeper = None
+    if keep_installer:  # refused before anything is installed when it cannot be done
+        from pybundle.installer.keep import plan_keep
 
-        bars = InstallBars()
+        keeper = plan_keep(path, keys, requests, prefix=prefix, layout=layout)
+    bars = _install_bars() if bars_enabled() else None
     try:
         results = install_bundle(
             path,
-            load_keys(trusted_key),
+            keys,
             install_dir=install_dir,
             prefix=prefix,
             versions=requests,
@@ -473,7 +497,22 @@ def install(
     finally:
         if bars is not None:
             bars.close()
-    report_install(path, results, links, as_json)
+    kept = None
+    if keeper is not None:
+        from pybundle.installer.keep import keep_installer as keep
+
+        kept = keep(keeper, results, links=links, on_warning=warn)
+    report_install(path, results, links, as_json, kept)
+
+
+def _install_bars() -> Any:
+    """The install progress bars, or None without tqdm (a self-installing bundle's installer
+    does not carry it)."""
+    try:
+        from pybundle.cli.progress import InstallBars
+    except ImportError:
+        return None
+    return InstallBars()
 
 
 import pybundle.cli.lifecycle  # noqa: E402, F401  (registers list, uninstall, relocate, check)

@@ -106,9 +106,17 @@ def cache_list(
         )
     )
     partials = cache.partial_files()
+    from pybundle.bundler.wheels import WheelCache
+
+    wheels = WheelCache(cache.root).entries()
     say(
         f"{plural(len(entries), 'archive')}, {size(sum(e.size for e in entries))}"
         + (f"; {plural(len(partials), 'partial download')}" if partials else "")
+        + (
+            f"; {plural(len(wheels), 'wheel')}, {size(sum(w.stat().st_size for w in wheels))}"
+            if wheels
+            else ""
+        )
         + f" in {cache.root}"
     )
 
@@ -126,10 +134,17 @@ def cache_clean(
     quiet: bool = QUIET,
 ) -> None:
     """Remove cached archives and partial downloads (all, or those unused for --older-than)."""
+    from pybundle.bundler.wheels import WheelCache
+
     seconds = duration(older_than, "--older-than") if older_than is not None else None
-    report = _cache(cache_dir).clean(older_than=seconds)
+    cache = _cache(cache_dir)
+    report = cache.clean(older_than=seconds)
+    wheel_files, wheel_bytes = WheelCache(cache.root).clean(older_than=seconds)
     busy = f"; {report.busy} in use, kept" if report.busy else ""
-    say(f"removed {plural(report.files, 'file')}, {size(report.bytes)}{busy}")
+    say(
+        f"removed {plural(report.files + wheel_files, 'file')}, "
+        f"{size(report.bytes + wheel_bytes)}{busy}"
+    )
 
 
 @cache_app.command("export-uv", short_help="Link the cache for uv's offline install.")

@@ -32,6 +32,11 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
         """Older click prints the help for a bare command itself."""
 
 
+ONLINE_ONLY = ("requests", "urllib3", "tqdm")
+"""Distributions of the online side, which a kept installer (``install --keep-installer``)
+does not have."""
+
+
 def _fail(message: str, code: int) -> None:
     print(f"pybundle: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -70,6 +75,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt as exc:  # outside a command's own handling
         print(Interrupted(exc).message, file=sys.stderr)
         sys.exit(Interrupted(exc).exit_code)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ONLINE_ONLY:
+            if state.verbose:
+                traceback.print_exc()
+            _fail(f"unexpected ModuleNotFoundError: {exc} (run with -v for details)", 1)
+        _fail(
+            f"this pybundle has the install side only ({exc.name} is not installed: it was kept "
+            "from a self-installing bundle); this command needs a full pybundle installation",
+            2,
+        )
     except typer.Abort:  # click's form of a KeyboardInterrupt inside a command
         print("pybundle: interrupted", file=sys.stderr)
         sys.exit(130)

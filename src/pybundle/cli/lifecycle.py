@@ -16,17 +16,25 @@ from pybundle.cli.app import app
 from pybundle.cli.common import JSON, QUIET, VERBOSE, emit, emit_json, plural, say, warn
 
 
-def report_install(path: Path, results: list[Any], links: Any, as_json: bool) -> None:
-    """Print what ``install`` did: one line per interpreter, its links, warnings, and (when
-    links were made into a directory that is not on PATH) the line to add to the shell
-    profile; or, with ``as_json``, :func:`pybundle.cli.render.install_json`. ``results`` are
-    InstallResults, ``links`` the LinkRequest (or None)."""
+def report_install(
+    path: Path, results: list[Any], links: Any, as_json: bool, kept: Any = None
+) -> None:
+    """Print what ``install`` did: one line per interpreter, its links, warnings, the kept
+    pybundle (``--keep-installer``: a KeptInstaller, or None), and (when links were made into a
+    directory that is not on PATH) the line to add to the shell profile; or, with ``as_json``,
+    :func:`pybundle.cli.render.install_json`. ``results`` are InstallResults, ``links`` the
+    LinkRequest (or None)."""
     from pybundle.cli.render import install_json
 
     if as_json:
-        emit_json(install_json(path, results, links))
+        doc = install_json(path, results, links)
+        if kept is not None:
+            doc["installer"] = kept.to_json()
+        emit_json(doc)
         return
     made = [link for r in results for link in r.links if links and _in_dir(link, links.directory)]
+    if kept is not None and kept.link is not None:
+        made.append(str(kept.link))
     for r in results:
         verb = "replaced" if r.replaced else "installed"
         a = r.artifact
@@ -35,6 +43,10 @@ def report_install(path: Path, results: list[Any], links: Any, as_json: bool) ->
             say(f"  linked {link}")
         for warning in r.warnings:
             warn(warning)
+    if kept is not None:
+        say(f"kept pybundle {kept.version} in {kept.env} (on {kept.python})")
+        if kept.link is not None:
+            say(f"  linked {kept.link}")
     if links is not None and made and not links.on_path:
         from pybundle.installer.links import path_hint
 

@@ -54,6 +54,11 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
             f"{size(summary.transferred)} in {summary.seconds:.1f} s "
             f"({summary.mb_per_s:.1f} MB/s)"
         )
+    lines.extend(
+        self_install_lines(
+            report.output.name, report.manifest, report.stub_bytes, volumes=bool(report.parts)
+        )
+    )
     hits = sum(1 for d in report.downloads if d.cached)
     total = sum(a.size for a in report.manifest.artifacts)
     solid = report.manifest.solid
@@ -76,6 +81,42 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
         f"{size(written)}{signed}; {plural(len(report.downloads), 'download')}, {hits} from cache; "
         f"{report.seconds:.1f} s)"
     )
+    if getattr(report, "file_signature", None) is not None:
+        lines.append(f"wrote {report.file_signature} (minisign signature of the whole file)")
+    return lines
+
+
+def self_install_lines(
+    name: str, manifest: Any, stub_bytes: int, *, volumes: bool = False
+) -> list[str]:
+    """A self-installing bundle's bootstraps and overhead (none for a plain bundle): ``name``
+    is the file's name (a volume set's joined name), ``stub_bytes`` the size of the sh stub in
+    front of the zip; with ``volumes`` (a volume set), how to join it first (sh reads one
+    file)."""
+    section = manifest.self_install
+    if section is None:
+        return []
+    from pybundle.selfinstall.section import Overhead
+
+    by_member = {a.member: a for a in manifest.artifacts}
+    overhead = Overhead(stub_bytes, section.carried_bytes, sum(a.size for a in manifest.artifacts))
+    lines = [
+        f"  self-installing (sh {name} install): stub {overhead.stub} bytes + carried "
+        f"{size(overhead.carried)} = {size(overhead.total)}, {overhead.percent:.1f}% of the "
+        f"interpreters' {size(overhead.interpreters)}"
+    ]
+    for b in section.bootstraps:
+        a = by_member.get(b.artifact)
+        label = a.install_name if a is not None else b.artifact
+        lines.append(
+            f"    bootstrap {b.key}: {label}, {plural(len(b.wheels), 'wheel')} "
+            f"({size(section.wheel_bytes(b))})"
+        )
+    if volumes:
+        lines.append(
+            f"    sh reads one file: join the volumes first (cat {name}.0* > {name}), then "
+            f"sh {name} install"
+        )
     return lines
 
 
@@ -115,6 +156,7 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
         manifest = Manifest.from_bytes(source.manifest_bytes(), str(path))
         signer = read_signer(source)
         parts = list(zip(source.file.parts, source.file.sizes))
+        stub_bytes = source.preamble_size()
     doc = manifest.to_json()
     doc["container"] = container_doc(manifest, parts, volume_set=source.file.is_volume_set)
     doc["signature"] = (
@@ -127,6 +169,14 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
         else None
     )
     doc["verified"] = False
+    if manifest.self_install is not None:
+        from pybundle.selfinstall.section import Overhead
+
+        doc["self_install_overhead"] = Overhead(
+            stub_bytes,
+            manifest.self_install.carried_bytes,
+            sum(a.size for a in manifest.artifacts),
+        ).to_json()
     return doc, manifest, signer
 
 
@@ -156,8 +206,12 @@ def container_doc(
     }
 
 
-def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> list[str]:
-    """``inspect`` as text: bundle id, serial, signer, container, one line per archive."""
+def inspect_lines(
+    doc: dict[str, Any], manifest: Any, signer: Optional[Any], path: Optional[Path] = None
+) -> list[str]:
+    """``inspect`` as text: bundle id, serial, signer, container, one line per archive, and a
+    self-installing bundle's bootstraps and overhead (``doc["self_install_overhead"]``; the
+    file named as ``path``, a volume set by its joined name)."""
     lines = [
         f"bundle {manifest.bundle_id}  serial {manifest.serial}  created {doc['created']}",
         f"signer key id: {signer.key_id_hex if signer else '(unsigned)'} (not verified)",
@@ -183,6 +237,12 @@ def inspect_lines(doc: dict[str, Any], manifest: Any, signer: Optional[Any]) -> 
         lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}{where}")
         if a.portability is not None:
             lines.append(f"    needs from the host: {', '.join(a.portability.libraries)}")
+    if manifest.self_install is not None and "self_install_overhead" in doc:
+        name = path.name if path is not None else "FILE"
+        if c["volumes"]:
+            name = Path(c["volumes"][0]["file"]).name.rpartition(".")[0]
+        stub = doc["self_install_overhead"]["stub_bytes"]
+        lines.extend(self_install_lines(name, manifest, stub, volumes=bool(c["volumes"])))
     return lines
 
 

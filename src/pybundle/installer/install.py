@@ -259,7 +259,8 @@ def install_bundle(
             layouts.prepare_parent(layout, parent)
             _check_writable(parent)
         _check_space(selected, destinations)
-        verify_archives(source, selected, manifest)
+        # a self-installing file's carried wheels too: every listed member is what was signed
+        verify_archives(source, [*selected, *manifest.carried_files()], manifest)
         origin = BundleIdentity(
             bundle_id=manifest.bundle_id,
             serial=manifest.serial,

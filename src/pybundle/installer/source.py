@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pybundle.errors import IntegrityError, ManifestError, SignatureError, StorageError
-from pybundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Artifact, Manifest
+from pybundle.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_NAME,
+    Artifact,
+    Manifest,
+    Member,
+)
 from pybundle.signing import MAX_SIGNATURE_BYTES
 from pybundle.volumes import BundleFile, VolumeError, missing_end
 
@@ -131,10 +138,8 @@ class BundleSource:
 
         Raises ManifestError naming the first offending member.
         """
-        members = [a.member for a in manifest.artifacts if a.solid is None]
-        if manifest.solid is not None:
-            members.append(manifest.solid.member)
-        expected = {MANIFEST_NAME, SIGNATURE_NAME, *members}
+        listed = manifest.members()  # archives or the solid stream, carried files
+        expected = {MANIFEST_NAME, SIGNATURE_NAME} | {m.member for m in listed}
         names = [i.filename for i in self._zip.infolist()]
         seen: set[str] = set()
         for name in names:
@@ -143,7 +148,7 @@ class BundleSource:
             seen.add(name)
             if name not in expected:
                 raise ManifestError(f"{self.path}: member {name!r} is not listed in the manifest")
-        for member in members:
+        for member in (m.member for m in listed):
             if member not in seen:
                 raise ManifestError(
                     f"{self.path}: manifest lists {member}, which is not in the bundle"
@@ -153,6 +158,11 @@ class BundleSource:
     def file(self) -> BundleFile:
         """The bundle's bytes as one file (a volume set's parts joined)."""
         return self._file
+
+    def preamble_size(self) -> int:
+        """Bytes in front of the zip (a self-installing bundle's sh stub; 0 for a plain
+        bundle): the lowest member offset the zip directory records."""
+        return min((i.header_offset for i in self._zip.infolist()), default=0)
 
     @contextmanager
     def open_archive(self, artifact: Artifact) -> Iterator[ArchiveReader]:
@@ -181,9 +191,10 @@ class BundleSource:
             ) from exc
         yield ArchiveReader(_Region(self._file, start, info.file_size))
 
-    def hash_archive(self, artifact: Artifact) -> tuple[str, int]:
-        """sha256 of an archive member's bytes: ``(hex digest, bytes read)``. Same checks as
-        :meth:`open_archive`; hashlib releases the GIL, so members hash in parallel threads."""
+    def hash_archive(self, artifact: Member) -> tuple[str, int]:
+        """sha256 of the bytes of a member the manifest hashes (an archive that is a member, a
+        carried file): ``(hex digest, bytes read)``. Same checks as :meth:`open_member`;
+        hashlib releases the GIL, so members hash in parallel threads."""
         with self.open_member(artifact.member, artifact.size) as stream:
             return stream.finish()
 

@@ -19,7 +19,7 @@ from pybundle.errors import ManifestError, SignatureError, UntrustedKeyError
 from pybundle.hashing import check_digest
 from pybundle.installer.policy import check_freshness
 from pybundle.installer.source import BundleSource
-from pybundle.manifest import Artifact, Manifest
+from pybundle.manifest import Artifact, Manifest, Member
 from pybundle.signing import PublicKey, Signature, load_public_key, parse_signature, verify
 
 
@@ -101,8 +101,9 @@ def _check_trusted_comment(path: Path, comment: str, manifest: Manifest) -> None
         )
 
 
-def verify_archive(source: BundleSource, artifact: Artifact) -> None:
-    """Re-hash one archive member (streaming, exactly its recorded size) against the manifest.
+def verify_archive(source: BundleSource, artifact: Member) -> None:
+    """Re-hash one archive member (streaming, exactly its recorded size) against the manifest
+    (also a file carried for a self-installing bundle's installer).
 
     Raises HashMismatchError naming the bundle and member.
     """
@@ -121,13 +122,14 @@ def verify_solid_container(source: BundleSource, manifest: Manifest) -> None:
 
 
 def verify_archives(
-    source: BundleSource, artifacts: Sequence[Artifact], manifest: Manifest | None = None
+    source: BundleSource, artifacts: Sequence[Member], manifest: Manifest | None = None
 ) -> None:
     """Re-hash several archive members in parallel threads (one per CPU at most), since
     hashlib releases the GIL. Raises the first member's HashMismatchError (in manifest order)
-    after all have been checked. Archives in a compact bundle's solid stream are covered by
-    the solid member's sha256 (``manifest`` needed), checked once."""
-    plain = [a for a in artifacts if a.solid is None]
+    after all have been checked. ``artifacts`` are any members the manifest hashes (archives,
+    carried files, the solid stream); archives in a compact bundle's solid stream are covered
+    by the solid member's sha256 (``manifest`` needed), checked once."""
+    plain = [a for a in artifacts if not (isinstance(a, Artifact) and a.solid is not None)]
     if manifest is not None and len(plain) != len(artifacts):
         verify_solid_container(source, manifest)
     if len(plain) <= 1:
@@ -159,12 +161,13 @@ def verify_bundle(
     path: Path, trusted: Sequence[PublicKey], *, archives: bool = True, allow_expired: bool = False
 ) -> VerifiedBundle:
     """Verify signature, manifest, freshness (unless ``allow_expired``) and (unless ``archives``
-    is False) every archive's sha256 (in a compact bundle: the solid stream's, then every
-    tar's in it, decoded). Raises the errors of the steps it runs."""
+    is False) the sha256 of every member the manifest lists (archives, a compact bundle's
+    solid stream and, in a self-installing file, the files it carries), then, in a compact
+    bundle, every tar's in the solid stream, decoded. Raises the errors of the steps it runs."""
     with BundleSource(path) as source:
         verified = verify_manifest(source, trusted)
         check_freshness(verified.manifest, str(path), allow_expired=allow_expired)
         if archives:
-            verify_archives(source, verified.manifest.artifacts, verified.manifest)
+            verify_archives(source, verified.manifest.members())
             verify_solid_entries(source, verified.manifest)
     return verified

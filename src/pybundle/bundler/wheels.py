@@ -1,0 +1,459 @@
+"""Wheels for one target platform: resolved and downloaded by pip, kept content-addressed in the
+bundle cache.
+
+:func:`download_wheels` runs ``python -m pip download --only-binary=:all: --platform ...
+--python-version ... --implementation ... --abi ...`` (pip's documented route to wheels for
+another platform; ``pip download --help``) as a subprocess of the running interpreter, so the
+user's index settings apply as pip reads them (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``,
+``pip.conf``, proxies, certificates, ``PIP_CONSTRAINT`` to pin versions). pip resolves the
+requirements and their dependencies for the target; every file it saves must be a wheel whose
+tags the target supports (:meth:`WheelTarget.tags`, computed with :mod:`packaging.tags`), or the
+call fails. pip evaluates environment markers other than the Python version and implementation
+(``platform_machine``, ``sys_platform``) against this machine: a limitation of pip.
+
+Cache layout, beside ``archives/`` under the bundle cache root (:mod:`pybundle.bundler.cache`)::
+
+    wheels/<sha256>-<wheel file name>    verified wheels only
+    wheel-sets/<key>.json                the last resolution of (requirements, target)
+    partial/pip-XXXXXXXX/                pip's download directory while it runs
+
+The rules are those of the archives: a wheel gets its final name only by ``os.replace`` of a
+file whose sha256 was computed from its bytes, a hit is re-hashed before use and evicted when
+it no longer matches its name. When pip cannot resolve (no index reachable, say), the last
+resolution of the same requirements for the same target is used if every wheel of it is still
+in the cache and intact, with a warning: a bundle can be rebuilt offline from a warm cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+
+from pybundle.errors import DownloadError, HashMismatchError, ResolutionError, StorageError
+from pybundle.hashing import check_digest, sha256_file
+from pybundle.targets import Target
+
+__all__ = [
+    "Wheel",
+    "WheelCache",
+    "WheelTarget",
+    "download_wheels",
+]
+
+WHEELS_DIR = "wheels"
+SETS_DIR = "wheel-sets"
+PIP_TIMEOUT = 1800.0
+"""Seconds a pip run may take before it is stopped."""
+
+_TAG_ARCH: dict[str, str] = {
+    "x86_64": "x86_64",
+    "aarch64": "aarch64",
+    "armv7": "armv7l",
+    "i686": "i686",
+    "powerpc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+"""Catalog architecture families as wheel platform tags spell them (PEP 599/600/656)."""
+
+_GLIBC_FLOOR: dict[str, tuple[int, int]] = {"riscv64": (2, 31)}
+"""Oldest glibc a target's wheels may need, per architecture; (2, 17) otherwise, what
+python-build-standalone's glibc builds require (PBS docs/running.rst), so that the wheels run
+wherever the interpreter does."""
+
+_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+"""PEP 599/571/513 names of manylinux_2_17/2_12/2_5 (PEP 600 keeps them as aliases)."""
+
+MUSL_VERSIONS = ((1, 2), (1, 1))
+"""musllinux levels accepted for musl targets (python-build-standalone links musl 1.2)."""
+
+
+@dataclass(frozen=True)
+class WheelTarget:
+    """The interpreter wheels are resolved for.
+
+    ``python_version`` is ``"3.12"``; ``implementation`` pip's short name (``cp`` for CPython);
+    ``abis`` the ABI tags accepted, best first (``cp312``, ``abi3``, ``none``); ``platforms``
+    the platform tags accepted, best first (``manylinux_2_17_x86_64``, ...). Build one with
+    :meth:`for_interpreter`.
+    """
+
+    python_version: str
+    implementation: str
+    abis: tuple[str, ...]
+    platforms: tuple[str, ...]
+
+    @classmethod
+    def for_interpreter(
+        cls,
+        target: Target,
+        version: str,
+        *,
+        implementation: str = "cpython",
+        variant: str = "default",
+    ) -> WheelTarget:
+        """The wheel target of a CPython ``version`` (``"3.12"`` or ``"3.12.1"``) built for
+        ``target``: manylinux tags from the arch's glibc floor down to ``manylinux_2_5`` (and
+        their legacy aliases) for glibc, musllinux 1.2 and 1.1 for musl. Free-threaded builds
+        take ``cp313t`` and no ``abi3`` (PEP 703).
+
+        Raises ResolutionError for what has no binary wheels: an OS other than Linux,
+        an implementation other than CPython, armv7 soft-float (``gnueabi``), an unknown arch.
+        """
+        parts = version.split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            raise ResolutionError(f"{version!r} is not a Python version")
+        minor = f"{parts[0]}.{parts[1]}"
+        if implementation != "cpython":
+            raise ResolutionError(f"no wheels are resolved for {implementation} (CPython only)")
+        if target.os != "linux":
+            raise ResolutionError(f"no wheels are resolved for {target.friendly} (Linux only)")
+        arch = _TAG_ARCH.get(target.arch)
+        if arch is None or target.libc == "gnueabi":
+            raise ResolutionError(f"no binary wheels exist for {target.friendly}")
+        nodot = minor.replace(".", "")
+        if variant.startswith("freethreaded"):
+            abis: tuple[str, ...] = (f"cp{nodot}t", "none")
+        else:
+            abis = (f"cp{nodot}", "abi3", "none")
+        if target.libc == "musl":
+            platforms = tuple(f"musllinux_{a}_{b}_{arch}" for a, b in MUSL_VERSIONS)
+        else:
+            top = _GLIBC_FLOOR.get(target.arch, (2, 17))
+            names: list[str] = []
+            for glibc_minor in range(top[1], 4, -1):
+                names.append(f"manylinux_2_{glibc_minor}_{arch}")
+                legacy = _LEGACY_MANYLINUX.get((2, glibc_minor))
+                if legacy:
+                    names.append(f"{legacy}_{arch}")
+            platforms = tuple(names)
+        return cls(minor, "cp", abis, platforms)
+
+    @property
+    def version_tuple(self) -> tuple[int, int]:
+        """``(3, 12)``."""
+        major, minor = self.python_version.split(".")
+        return int(major), int(minor)
+
+    def tags(self) -> list[Tag]:
+        """Every tag a wheel for this target may carry, best first: CPython tags for the ABIs and
+        platforms, then the generic ``py3*-none-*`` ones (:func:`packaging.tags.cpython_tags`,
+        :func:`packaging.tags.compatible_tags`)."""
+        version = self.version_tuple
+        interpreter = f"{self.implementation}{version[0]}{version[1]}"
+        found = list(cpython_tags(version, self.abis, self.platforms))
+        found += list(compatible_tags(version, interpreter, self.platforms))
+        return list(dict.fromkeys(found))
+
+    def supports(self, tags: frozenset[Tag]) -> bool:
+        """True when one of ``tags`` (a wheel's) is among :meth:`tags`."""
+        return not tags.isdisjoint(self.tags())
+
+    def pip_options(self) -> list[str]:
+        """The ``pip download`` options that select this target."""
+        options = [
+            "--only-binary=:all:",
+            "--python-version",
+            self.python_version,
+            "--implementation",
+            self.implementation,
+        ]
+        for abi in self.abis:
+            options += ["--abi", abi]
+        for platform in self.platforms:
+            options += ["--platform", platform]
+        return options
+
+    def describe(self) -> str:
+        """``cp312 on manylinux_2_17_x86_64``: for messages."""
+        return f"{self.abis[0]} on {self.platforms[0]}"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A verified wheel in the cache: ``file_name`` as published, ``size`` in bytes, ``sha256``
+    lower-case hex, ``path`` its file under ``wheels/``; ``project`` (canonical name),
+    ``version`` and ``tags`` parsed from the file name (PEP 427)."""
+
+    file_name: str
+    size: int
+    sha256: str
+    path: Path
+    project: str = field(compare=False)
+    version: str = field(compare=False)
+    tags: frozenset[Tag] = field(compare=False, repr=False)
+
+    @classmethod
+    def describe(cls, file_name: str, size: int, sha256: str, path: Path) -> Wheel:
+        """The record of a wheel file. Raises ResolutionError when ``file_name`` is not a valid
+        wheel file name."""
+        try:
+            project, version, _build, tags = parse_wheel_filename(file_name)
+        except InvalidWheelFilename as exc:
+            raise ResolutionError(f"{file_name}: not a wheel file name ({exc})") from exc
+        return cls(file_name, size, sha256, path, str(project), str(version), tags)
+
+
+class WheelCache:
+    """Verified wheels under ``<root>/wheels`` (see the module docstring); ``root`` is the
+    bundle cache root. Raises StorageError naming the path when it cannot be written."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.wheels = root / WHEELS_DIR
+        self.sets = root / SETS_DIR
+        self.partials = root / "partial"
+        try:
+            for d in (self.wheels, self.sets, self.partials):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{root}: cannot create the cache directory: {exc}") from exc
+
+    def path_for(self, sha256: str, file_name: str) -> Path:
+        """``wheels/<sha256>-<file name>``."""
+        return self.wheels / f"{sha256.lower()}-{file_name}"
+
+    def lookup(self, sha256: str, file_name: str, size: Optional[int] = None) -> Optional[Path]:
+        """The cached wheel if present and its bytes still hash to ``sha256``; a file that no
+        longer does is evicted (None). Raises StorageError when it cannot be read or evicted."""
+        path = self.path_for(sha256, file_name)
+        if not path.is_file():
+            return None
+        try:
+            check_digest(str(path), sha256_file(path), sha256, size)
+        except HashMismatchError:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot evict a damaged cache entry: {exc}") from exc
+            return None
+        with suppress(OSError):
+            os.utime(path)
+        return path
+
+    def add(self, path: Path) -> Wheel:
+        """Hash the wheel file ``path`` and give it its final name (an intact copy already
+        there is kept and ``path`` removed). Returns its record."""
+        sha256, size = sha256_file(path)
+        known = self.lookup(sha256, path.name, size)
+        if known is not None:
+            path.unlink(missing_ok=True)
+            return Wheel.describe(path.name, size, sha256, known)
+        final = self.path_for(sha256, path.name)
+        try:
+            os.chmod(path, 0o644)
+            os.replace(path, final)
+        except OSError as exc:
+            raise StorageError(f"{final}: cannot store the wheel: {exc}") from exc
+        return Wheel.describe(path.name, size, sha256, final)
+
+    def entries(self) -> list[Path]:
+        """Every wheel under a final name, sorted."""
+        try:
+            return sorted(p for p in self.wheels.iterdir() if p.name.endswith(".whl"))
+        except OSError as exc:
+            raise StorageError(f"{self.wheels}: cannot list the cache: {exc}") from exc
+
+    def clean(
+        self, older_than: Optional[float] = None, now: Optional[float] = None
+    ) -> tuple[int, int]:
+        """Remove wheels not used for ``older_than`` seconds (all when None; then the
+        remembered resolutions too). Returns ``(files, bytes)`` removed; raises StorageError."""
+        import time
+
+        now = time.time() if now is None else now
+        files = size = 0
+        victims = list(self.entries())
+        if older_than is None:
+            victims += sorted(self.sets.glob("*.json"))
+        for path in victims:
+            try:
+                st = path.stat()
+                if older_than is not None and now - st.st_mtime <= older_than:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot remove: {exc.strerror}") from exc
+            files += 1
+            size += st.st_size
+        return files, size
+
+    def _set_path(self, requirements: Sequence[str], target: WheelTarget) -> Path:
+        question = {"requirements": list(requirements), "target": _target_json(target)}
+        key = hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()
+        return self.sets / f"{key}.json"
+
+    def remember(
+        self, requirements: Sequence[str], target: WheelTarget, wheels: list[Wheel]
+    ) -> None:
+        """Record ``wheels`` as the resolution of ``requirements`` for ``target`` (atomically;
+        a record that cannot be written is simply not kept)."""
+        doc = {
+            "requirements": list(requirements),
+            "target": _target_json(target),
+            "wheels": [
+                {"file_name": w.file_name, "size": w.size, "sha256": w.sha256} for w in wheels
+            ],
+        }
+        record = self._set_path(requirements, target)
+        tmp: Optional[str] = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".set.", dir=record.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(doc, out, indent=1, sort_keys=True)
+            os.replace(tmp, record)
+        except OSError:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
+
+    def recall(self, requirements: Sequence[str], target: WheelTarget) -> Optional[list[Wheel]]:
+        """The remembered resolution of ``requirements`` for ``target`` if every wheel of it is
+        in the cache and intact, else None (a damaged record counts as none)."""
+        record = self._set_path(requirements, target)
+        try:
+            doc = json.loads(record.read_text(encoding="utf-8"))
+            entries = [(e["file_name"], e["size"], e["sha256"]) for e in doc["wheels"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        wheels = []
+        for name, size, sha256 in entries:
+            if not (isinstance(name, str) and isinstance(size, int) and isinstance(sha256, str)):
+                return None
+            if "/" in name or name.startswith("."):
+                return None
+            path = self.lookup(sha256, name, size)
+            if path is None:
+                return None
+            try:
+                wheel = Wheel.describe(name, size, sha256, path)
+            except ResolutionError:
+                return None
+            if not target.supports(wheel.tags):
+                return None
+            wheels.append(wheel)
+        return wheels
+
+
+def _target_json(target: WheelTarget) -> dict[str, object]:
+    return {
+        "python_version": target.python_version,
+        "implementation": target.implementation,
+        "abis": list(target.abis),
+        "platforms": list(target.platforms),
+    }
+
+
+def pip_command() -> list[str]:
+    """How pip is run: the running interpreter's pip module (``python -m pip``)."""
+    return [sys.executable, "-m", "pip"]
+
+
+def download_wheels(
+    requirements: Sequence[str],
+    target: WheelTarget,
+    cache: WheelCache,
+    *,
+    on_warning: Optional[Callable[[str], None]] = None,
+    pip: Optional[Sequence[str]] = None,
+) -> list[Wheel]:
+    """Resolve ``requirements`` (PEP 508 strings) and their dependencies for ``target`` with
+    pip, store the wheels in ``cache`` and return their records sorted by file name.
+
+    ``pip`` is the command that runs pip (default :func:`pip_command`). When pip fails and the
+    cache remembers an intact resolution of the same question, that is returned and
+    ``on_warning`` hears why. Raises DownloadError (pip failed, nothing remembered; the message
+    ends with pip's last error line), ResolutionError (pip saved a file that is not a wheel for
+    ``target``), StorageError. Interrupted (KeyboardInterrupt), pip is stopped and its download
+    directory removed.
+    """
+    if not requirements:
+        return []
+    command = list(pip or pip_command())
+    try:
+        work = Path(tempfile.mkdtemp(prefix="pip-", dir=cache.partials))
+    except OSError as exc:
+        raise StorageError(f"{cache.partials}: cannot create a download directory: {exc}") from exc
+    try:
+        argv = [
+            *command,
+            "download",
+            "--dest",
+            str(work),
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            *target.pip_options(),
+            *requirements,
+        ]
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False
+            )
+            failure = None if proc.returncode == 0 else _last_error(proc.stderr, proc.returncode)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failure = f"cannot run {' '.join(command)}: {exc}"
+        if failure is not None:
+            remembered = cache.recall(requirements, target)
+            if remembered is None:
+                raise DownloadError(
+                    f"pip could not download wheels of {', '.join(requirements)} for "
+                    f"{target.describe()}: {failure}"
+                )
+            if on_warning is not None:
+                on_warning(
+                    f"pip could not resolve wheels for {target.describe()} ({failure}); using "
+                    "the wheels it resolved last time, from the cache"
+                )
+            return remembered
+        wheels = []
+        for path in sorted(work.iterdir()):
+            if not path.name.endswith(".whl"):
+                raise ResolutionError(
+                    f"pip saved {path.name} for {target.describe()}, which is not a wheel"
+                )
+            wheel = cache.add(path)
+            if not target.supports(wheel.tags):
+                raise ResolutionError(
+                    f"pip saved {wheel.file_name}, which does not run on {target.describe()}"
+                )
+            wheels.append(wheel)
+        if not wheels:
+            raise ResolutionError(f"pip saved no wheels for {target.describe()}")
+        cache.remember(requirements, target, wheels)
+        return wheels
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _last_error(stderr: str, code: int) -> str:
+    """pip's last line that says what went wrong (``ERROR: ...``), or its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    text = (errors or lines or [f"exit status {code}"])[-1]
+    return text.removeprefix("ERROR: ")[:300]
+
+
+def projects(wheels: Sequence[Wheel]) -> list[str]:
+    """The canonical project names of ``wheels``, sorted (for messages and tests)."""
+    return sorted(str(canonicalize_name(w.project)) for w in wheels)
