@@ -31,18 +31,28 @@ def _twice(tmp_path: Path, key: Path, *extra: str, env: dict[str, str] | None) -
 
 
 @pytest.mark.parametrize(
-    "extra", [(), ("--compact",), ("--compact", "--volume-size", "64K")],
-    ids=["plain", "compact", "compact-volumes"],
+    "extra",
+    [
+        (),
+        ("--compact",),
+        ("--compact", "--volume-size", "64K"),
+        ("--self-installing",),
+        ("--self-installing", "--compact"),
+        ("--self-installing", "--compact", "--volume-size", "4M"),
+    ],
+    ids=["plain", "compact", "compact-volumes", "self", "self-compact", "self-compact-volumes"],
 )  # fmt: skip
 def test_same_inputs_give_the_same_bytes(
     tmp_path: Path, key_files: tuple[Path, Path], extra: tuple[str, ...]
 ) -> None:
+    """Also a self-installing file (its stub, pybundle's own wheel, the carried wheels each run
+    resolves into its own cache, __main__.py) and its whole-file signature."""
     secret, public = key_files
     env = {"SOURCE_DATE_EPOCH": EPOCH}
     a, b = _twice(tmp_path, secret, *extra, "--expires-in", "30d", env=env)
     if "--volume-size" in extra:
-        parts_a = sorted(a.parent.iterdir())
-        parts_b = sorted(b.parent.iterdir())
+        parts_a = sorted(a.parent.glob("py.pybundle.0*"))
+        parts_b = sorted(b.parent.glob("py.pybundle.0*"))
         assert [p.name for p in parts_a] == [p.name for p in parts_b] and len(parts_a) > 1
         assert [sha256(p) for p in parts_a] == [sha256(p) for p in parts_b]
         first = parts_a[0]
@@ -51,6 +61,13 @@ def test_same_inputs_give_the_same_bytes(
         first = a
         with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
             assert za.read("pybundle.json.minisig") == zb.read("pybundle.json.minisig")
+    whole = [p.with_name(p.name + ".minisig") for p in (a, b)]
+    if "--self-installing" in extra:
+        assert whole[0].read_bytes() == whole[1].read_bytes()
+        with open(first, "rb") as f:
+            assert f.read(10) == b"#!/bin/sh\n"
+    else:
+        assert not whole[0].exists() and not whole[1].exists()
     doc = json.loads(run_cli("inspect", "--json", str(first), check=True).stdout)
     assert doc["created"] == CREATED and doc["serial"] == int(EPOCH)
     assert doc["expires"] == "2026-10-21T14:13:20Z"
