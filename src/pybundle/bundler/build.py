@@ -289,7 +289,8 @@ def build_bundle(
     ``portability``); ``strict_portability`` refuses a prefix that needs any
     (PortabilityError, exit 7). ``self_installing`` makes the file install itself with sh
     (:mod:`pybundle.bundler.selfinstall`; a platform that cannot bootstrap is refused before
-    any download) and, when signed, writes ``<output>.minisig`` over the whole file;
+    any download) and, when signed, writes ``<output>.minisig`` over the whole file (for a
+    volume set, over the joined file); with ``compact`` each bootstrap is also kept plain.
     ``on_warning`` hears one-line warnings.
 
     ``compact`` puts the archives in one solid stream (:mod:`pybundle.bundler.solid`), all
