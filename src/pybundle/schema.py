@@ -38,9 +38,9 @@ def manifest_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def _validator(name: str) -> Draft202012Validator:
-    schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # The shipped schemas are checked against the draft 2020-12 metaschema by the tests
+    # (tests/test_schema.py), not at every start: that check costs more than a validation.
+    return Draft202012Validator(load_schema(name))
 
 
 def validate_document(

@@ -719,3 +719,11 @@ def test_candidates_recorded_while_extracting_give_the_same_relocation(
         assert len(stats.candidates) < stats.files / 10  # a small part of the tree
         listing = [(e.path, e.kind, e.mode, e.sha256, e.target) for e in scan_tree(walked)]
         assert listing == [(e.path, e.kind, e.mode, e.sha256, e.target) for e in scan_tree(marked)]
+
+
+def test_the_candidate_prefilter_matches_every_text_kind() -> None:
+    """relocation_candidate's cheap length and name-ending test lets every _TEXT_KINDS
+    pattern through (a new pattern outside it would be skipped silently)."""
+    for pattern, _writer in relocate_module._TEXT_KINDS:
+        example = tuple(p.replace("*", "x") for p in pattern)
+        assert relocate_module.relocation_candidate(example, b"text"), pattern

@@ -282,7 +282,12 @@ def relocation_candidate(parts: Sequence[str], magic: bytes) -> bool:
         return True
     if len(parts) == 2 and parts[0] == "bin" and magic.startswith(b"#!"):
         return True
-    return parts[0] in ("lib", "bin") and _text_kind(tuple(parts)) is not None
+    # every _TEXT_KINDS pattern has at most 4 components and one of these name endings
+    return (
+        len(parts) <= 4
+        and parts[-1].endswith((".py", ".pc", "Makefile", "-config"))
+        and _text_kind(tuple(parts)) is not None
+    )
 
 
 def _candidates(root: Path, paths: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
