@@ -241,7 +241,10 @@ def test_versions_lists_what_the_catalog_offers() -> None:
 
 
 def test_shell_completion() -> None:
-    script = run_cli("--show-completion", "bash", check=True).stdout
+    # Typer otherwise reads the shell from the process tree (shellingham) and ignores "bash"
+    # when the suite runs under no shell; this variable is Typer's switch for its own tests.
+    no_detection = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = run_cli("--show-completion", "bash", env=no_detection, check=True).stdout
     assert "_pybundle_completion" in script and "complete " in script
     env = {"_PYBUNDLE_COMPLETE": "complete_bash", "COMP_WORDS": "pybundle ins", "COMP_CWORD": "1"}
     proc = subprocess.run(

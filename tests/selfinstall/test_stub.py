@@ -423,6 +423,9 @@ def test_interrupted_runs_remove_their_temporary_files(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # A runner that started us in the background (sh's `&`) leaves SIGINT ignored, and an
+        # ignored signal is inherited and cannot be trapped: give the job a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for(lambda: _private_dir_has(host.tmp, stage) or proc.poll() is not None)
