@@ -170,4 +170,9 @@ def test_the_lock_is_pip_hash_checking_format() -> None:
     sha = hashlib.sha256(b"x").hexdigest()
     text = lock_text("cpython-3.12-linux-x86_64-gnu", [("b", "2.0", sha), ("a", "1.0", sha)])
     body = [line for line in text.splitlines() if not line.startswith("#")]
-    assert body == ["a==1.0 \\", f"    --hash=sha256:{sha}", "b==2.0 \\", f"    --hash=sha256:{sha}"]
+    assert body == [
+        "a==1.0 \\",
+        f"    --hash=sha256:{sha}",
+        "b==2.0 \\",
+        f"    --hash=sha256:{sha}",
+    ]

@@ -710,7 +710,7 @@ def wheelhouse_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
                 parent.append(value)
         name, data = members[which]
         if damage == "bytes":
-            members[which] = (name, blob + data[len(blob):])
+            members[which] = (name, blob + data[len(blob) :])
         elif damage == "drop":
             del members[which]
         elif damage == "duplicate":
