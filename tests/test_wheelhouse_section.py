@@ -15,13 +15,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 
-from fuzzlib import Base, make_base, wheelhouse_bundle, wheelhouse_doc  # noqa: E402
-from pybundle.errors import HashMismatchError, ManifestError  # noqa: E402
-from pybundle.installer.source import BundleSource  # noqa: E402
-from pybundle.installer.verify import verify_bundle, verify_manifest  # noqa: E402
-from pybundle.installer.wheelhouse import copy_wheelhouse  # noqa: E402
-from pybundle.manifest import Manifest  # noqa: E402
-from pybundle.signing import PublicKey  # noqa: E402
+from fuzzlib import Base, make_base, wheelhouse_bundle, wheelhouse_doc
+
+from pybundle.errors import HashMismatchError, ManifestError
+from pybundle.installer.source import BundleSource
+from pybundle.installer.verify import verify_bundle, verify_manifest
+from pybundle.installer.wheelhouse import copy_wheelhouse
+from pybundle.manifest import Manifest
+from pybundle.signing import PublicKey
 
 
 @pytest.fixture(scope="module")

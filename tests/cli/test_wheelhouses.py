@@ -145,7 +145,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             str(secret),
             "-o",
             str(bundle),
-        )  # fmt: skip
+        )
     )
     with zipfile.ZipFile(bundle) as zf:
         manifest = Manifest.from_bytes(zf.read("pybundle.json"), str(bundle))
@@ -263,7 +263,7 @@ def test_install_venv_offline_imports_and_runs_every_package(world: World) -> No
             "--venv",
             str(venv),
             net=False,
-        )  # fmt: skip
+        )
     )
     assert "venv" in proc.stdout and "7 wheels" in proc.stdout
     python = venv / "bin" / "python"
@@ -308,16 +308,25 @@ def test_install_venv_offline_imports_and_runs_every_package(world: World) -> No
             "--venv",
             str(world.root / "venvs" / "two"),
             net=False,
-        )  # fmt: skip
+        )
     )
     assert "already installed" in again.stderr + again.stdout
     assert "installed cpython" not in again.stdout
     # an existing non-empty destination is refused and left alone
     refused = cli(
         world.env,
-        "install", "--from", str(world.bundle), "--trusted-key", str(world.public),
-        "--install-dir", str(installs), "--versions", "3.12", "--venv", str(venv),
-    )  # fmt: skip
+        "install",
+        "--from",
+        str(world.bundle),
+        "--trusted-key",
+        str(world.public),
+        "--install-dir",
+        str(installs),
+        "--versions",
+        "3.12",
+        "--venv",
+        str(venv),
+    )
     assert refused.returncode == 8, refused.stderr
     assert "not empty" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
@@ -325,9 +334,16 @@ def test_install_venv_offline_imports_and_runs_every_package(world: World) -> No
 def test_venv_with_several_interpreters_says_how_to_choose(world: World) -> None:
     proc = cli(
         world.env,
-        "install", "--from", str(world.bundle), "--trusted-key", str(world.public),
-        "--install-dir", str(world.root / "none"), "--venv", str(world.root / "v"),
-    )  # fmt: skip
+        "install",
+        "--from",
+        str(world.bundle),
+        "--trusted-key",
+        str(world.public),
+        "--install-dir",
+        str(world.root / "none"),
+        "--venv",
+        str(world.root / "v"),
+    )
     assert proc.returncode == 2
     assert (
         proc.stderr.strip().splitlines()
@@ -353,7 +369,7 @@ def test_wheels_export_works_with_plain_pip(world: World) -> None:
             "cpython-3.11-linux-x86_64",
             "--trusted-key",
             str(world.public),
-        )  # fmt: skip
+        )
     )
     assert "exported cpython-3.11-linux-x86_64-gnu: 7 wheels" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -364,10 +380,22 @@ def test_wheels_export_works_with_plain_pip(world: World) -> None:
     venv = world.root / "plain-venv"
     subprocess.run([str(prefix / "bin" / "python3"), "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--find-links",
-         str(out), "-r", str(out / "lock.txt")],
-        capture_output=True, text=True, env=world.env, timeout=300,
-    )  # fmt: skip
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(out),
+            "-r",
+            str(out / "lock.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=world.env,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
     check = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import requests, markupsafe, bcrypt"],
@@ -376,9 +404,14 @@ def test_wheels_export_works_with_plain_pip(world: World) -> None:
     assert check.returncode == 0
     # several wheelhouses and no --target: the one for this host is ambiguous (two versions)
     again = cli(
-        world.env, "wheels", "export", str(world.bundle), str(world.root / "w2"),
-        "--trusted-key", str(world.public),
-    )  # fmt: skip
+        world.env,
+        "wheels",
+        "export",
+        str(world.bundle),
+        str(world.root / "w2"),
+        "--trusted-key",
+        str(world.public),
+    )
     assert again.returncode == 2 and "--target" in again.stderr
     assert not (world.root / "w2").exists()
 
@@ -400,9 +433,18 @@ def test_a_tampered_wheel_is_refused_before_anything_is_installed(
     installs = tmp_path / "installs"
     proc = cli(
         world.env,
-        "install", "--from", str(bad), "--trusted-key", str(world.public),
-        "--install-dir", str(installs), "--versions", "3.12", "--venv", str(tmp_path / "v"),
-    )  # fmt: skip
+        "install",
+        "--from",
+        str(bad),
+        "--trusted-key",
+        str(world.public),
+        "--install-dir",
+        str(installs),
+        "--versions",
+        "3.12",
+        "--venv",
+        str(tmp_path / "v"),
+    )
     assert proc.returncode == 5, proc.stderr
     assert "wheels/requests-2.32.5-py3-none-any.whl" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -488,11 +530,24 @@ def _small_bundle(small: tuple[dict[str, str], Path, Path, Path], out: Path,
     env, catalog, links, secret = small
     return cli(
         env,
-        "bundle", "--catalog", str(catalog), "--versions", "3.12",
-        "--platform", "linux-x86_64,linux-aarch64", "--no-index", "--find-links", str(links),
-        "--cache-dir", str(out.parent / "cache"), "--sign-key", str(secret), "-o", str(out),
+        "bundle",
+        "--catalog",
+        str(catalog),
+        "--versions",
+        "3.12",
+        "--platform",
+        "linux-x86_64,linux-aarch64",
+        "--no-index",
+        "--find-links",
+        str(links),
+        "--cache-dir",
+        str(out.parent / "cache"),
+        "--sign-key",
+        str(secret),
+        "-o",
+        str(out),
         *extra,
-    )  # fmt: skip
+    )
 
 
 def test_a_requirement_without_a_wheel_for_a_target_fails_with_exit_3(
@@ -572,7 +627,7 @@ def test_a_bundle_without_requirements_is_as_before(
             str(secret),
             "-o",
             str(out),
-        )  # fmt: skip
+        )
     )
     with zipfile.ZipFile(out) as zf:
         doc = json.loads(zf.read("pybundle.json"))

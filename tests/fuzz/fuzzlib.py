@@ -637,7 +637,8 @@ def solid_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
 WHEEL_NAME = "demo-1.0-py3-none-any.whl"
 HOSTILE_MEMBERS = ["wheels/../pybundle.json", "wheels/a/b.whl", "archives/x.whl", "wheels/.whl",
                    "locks/../x.txt", "pybundle.json", "wheels/" + "a" * 300 + ".whl",
-                   "wheels/x.whl\x00", "/wheels/x.whl", "wheels/demo-1.0-py3-none-any.whl"]  # fmt: skip
+                   "wheels/x.whl\x00", "/wheels/x.whl",
+                   "wheels/demo-1.0-py3-none-any.whl"]  # fmt: skip
 
 
 def wheelhouse_bundle(

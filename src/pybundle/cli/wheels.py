@@ -209,21 +209,26 @@ def venv_plan(
     from pybundle.installer.install import select_artifacts
     from pybundle.installer.source import BundleSource
     from pybundle.installer.venv import check_venv_destination, find_installed
-    from pybundle.installer.verify import verify_manifest
+    from pybundle.installer.verify import verify_archives, verify_manifest
     from pybundle.installer.wheelhouse import wheelhouse_for
 
     check_venv_destination(venv)
     with BundleSource(path) as source:
         manifest = verify_manifest(source, keys).manifest
-    selected = select_artifacts(manifest, requests, None, str(path))
-    if len(selected) != 1:
-        have = ", ".join(f"{a.implementation} {a.version}" for a in selected)
-        raise UsageError(
-            f"--venv makes one environment, and {len(selected)} interpreters of the bundle "
-            f"run here ({have}): choose one with --versions"
-        )
-    artifact = selected[0]
-    wheelhouse_for(manifest, artifact, str(path))
+        selected = select_artifacts(manifest, requests, None, str(path))
+        if len(selected) != 1:
+            have = ", ".join(f"{a.implementation} {a.version}" for a in selected)
+            raise UsageError(
+                f"--venv makes one environment, and {len(selected)} interpreters of the bundle "
+                f"run here ({have}): choose one with --versions"
+            )
+        artifact = selected[0]
+        house = wheelhouse_for(manifest, artifact, str(path))
+        # every wheel of the venv is checked before the interpreter is installed (and again
+        # as it is copied out, before pip runs)
+        section = manifest.wheelhouses
+        assert section is not None
+        verify_archives(source, [*(section.wheel(m) for m in house.wheels), house.lock])
     if force:
         return None
     found = find_installed(artifact)
