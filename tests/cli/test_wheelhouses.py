@@ -497,6 +497,10 @@ def test_a_failed_venv_leaves_nothing(world: World, tmp_path: Path) -> None:
         create_venv(world.bundle, [key], artifact, fake, dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["python", "venv"]
     assert list(dest.iterdir()) == []
+    # missing parents are made for the venv, and removed again when it fails
+    with pytest.raises(StorageError, match="venv exploded"):
+        create_venv(world.bundle, [key], artifact, fake, tmp_path / "a" / "b" / "venv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["python", "venv"]
 
 
 @pytest.fixture

@@ -71,9 +71,18 @@ class VenvResult:
 
 
 def check_venv_destination(dest: Path) -> Path:
-    """``dest`` made absolute, when it is absent or an empty directory. Raises
-    AlreadyExistsError (it holds something, or is not a directory) naming it."""
+    """``dest`` made absolute, when it is absent or an empty directory and its nearest existing
+    ancestor is a writable directory (missing parents are created when the environment is
+    made). Raises AlreadyExistsError (it holds something, or is not a directory) or
+    StorageError (no writable directory to make it in) naming it."""
     dest = Path(os.path.abspath(dest))
+    ancestor = dest.parent
+    while not os.path.lexists(ancestor):
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StorageError(f"{ancestor}: is not a directory; cannot make {dest}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StorageError(f"{ancestor}: not writable; cannot make {dest}")
     if os.path.lexists(dest):
         if dest.is_symlink() or not dest.is_dir():
             raise AlreadyExistsError(f"{dest}: exists and is not a directory; --venv refuses it")
@@ -138,11 +147,11 @@ def create_venv(
     started = time.monotonic()
     dest = check_venv_destination(dest)
     parent = dest.parent
-    if not parent.is_dir():
-        raise StorageError(f"{parent}: no such directory (the parent of --venv)")
+    created = [p for p in (parent, *parent.parents) if not os.path.lexists(p)]
     staging = wheels_dir = None
     try:
         try:
+            parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGING_PREFIX}", dir=parent))
             wheels_dir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.wheels-", dir=parent))
             os.chmod(staging, 0o755)
@@ -211,6 +220,14 @@ def create_venv(
     except BaseException:
         if staging is not None:
             remove_tree(staging)
+        if wheels_dir is not None:
+            shutil.rmtree(wheels_dir, ignore_errors=True)
+            wheels_dir = None
+        for made in created:  # the parents made for it, innermost first, when still empty
+            try:
+                os.rmdir(made)
+            except OSError:
+                break
         raise
     finally:
         if wheels_dir is not None:
