@@ -645,3 +645,109 @@ def test_a_requirements_file_that_does_not_exist_is_a_usage_error(
     proc = _small_bundle(small, tmp_path / "x.pybundle", "-r", str(tmp_path / "nope.txt"))
     assert proc.returncode == 2
     assert "nope.txt: no such requirements file" in proc.stderr
+
+
+def test_a_v1_bundle_of_the_earlier_code_still_installs(tmp_path: Path) -> None:
+    """tests/data/v1: written before wheelhouses existed (see tests/data/README.md)."""
+    env = clean_env(tmp_path / "home")
+    bundle, pub = DATA / "v1" / "v1.pybundle", DATA / "v1" / "v1.pub"
+    with zipfile.ZipFile(bundle) as zf:
+        assert json.loads(zf.read("pybundle.json"))["schema_version"] == 1
+    refused = cli(
+        env,
+        "install",
+        str(bundle),
+        "--trusted-key",
+        str(pub),
+        "--install-dir",
+        str(tmp_path / "i"),
+        "--venv",
+        str(tmp_path / "venv"),
+    )
+    assert refused.returncode == 2 and "carries no wheels" in refused.stderr
+    assert not (tmp_path / "i").exists() and not (tmp_path / "venv").exists()
+    ok(cli(env, "verify", str(bundle), "--trusted-key", str(pub)))
+    ok(
+        cli(
+            env,
+            "install",
+            str(bundle),
+            "--trusted-key",
+            str(pub),
+            "--install-dir",
+            str(tmp_path / "i"),
+            "--no-bin",
+        )
+    )
+    assert (tmp_path / "i" / "cpython-3.12.1-linux-x86_64-gnu" / "bin" / "python3.12").exists()
+
+
+def test_allow_missing_wheels_drops_a_line_of_a_requirements_file(
+    small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
+) -> None:
+    nested = tmp_path / "reqs" / "more.txt"
+    nested.parent.mkdir()
+    nested.write_text("certifi\n")
+    top = tmp_path / "reqs" / "requirements.txt"
+    top.write_text(
+        "# app\nbcrypt==5.0.0 ; python_version >= '3.8'  # compiled\nidna\n-r more.txt\n"
+    )
+    out = tmp_path / "app.pybundle"
+    proc = _small_bundle(small, out, "-r", str(top), "--allow-missing-wheels")
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(out) as zf:
+        manifest = Manifest.from_bytes(zf.read("pybundle.json"), str(out))
+    section = manifest.wheelhouses
+    assert section is not None
+    names = {t.key: sorted(section.wheel(m).file_name.split("-")[0] for m in t.wheels)
+             for t in section.targets}  # fmt: skip
+    assert names == {
+        "cpython-3.12-linux-aarch64-gnu": ["certifi", "idna"],
+        "cpython-3.12-linux-x86_64-gnu": ["bcrypt", "certifi", "idna"],
+    }
+    assert top.read_text().startswith("# app\nbcrypt")  # the user's file is never rewritten
+
+
+def test_a_dependency_without_a_wheel_fails_even_when_missing_wheels_are_allowed(
+    small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
+) -> None:
+    (small[2] / "urllib3-2.8.0-py3-none-any.whl").unlink()
+    proc = _small_bundle(
+        small, tmp_path / "app.pybundle", "--with", "requests", "--allow-missing-wheels"
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "no wheel of urllib3" in proc.stderr and "it is a dependency" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_wheels_are_resolved_for_cpython_on_linux_only(
+    small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
+) -> None:
+    env, catalog, links, _ = small
+    arm_catalog(catalog, ("3.12.1",), "aarch64-apple-darwin")
+    sums = catalog / "SHA256SUMS"
+    proc = cli(
+        env,
+        "bundle",
+        "--catalog",
+        str(catalog),
+        "--versions",
+        "3.12",
+        "--platform",
+        "macos-aarch64",
+        "--with",
+        "idna",
+        "--no-index",
+        "--find-links",
+        str(links),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(tmp_path / "mac.pybundle"),
+    )
+    assert sums.exists()
+    assert proc.returncode == 2, proc.stderr
+    assert "CPython on Linux only" in proc.stderr
+    assert not (tmp_path / "cache" / "archives").exists() or not any(
+        (tmp_path / "cache" / "archives").iterdir()
+    )
