@@ -238,7 +238,8 @@ def test_inspect_shows_each_wheelhouse_with_its_pins_and_the_savings(world: Worl
     sizes = doc["wheelhouse_sizes"]
     assert sizes["saved_bytes"] == sizes["unshared_bytes"] - sizes["stored_bytes"] > 0
     assert {t["wheels"] for t in sizes["targets"]} == {7}
-    ok(cli(world.env, "verify", str(world.bundle), "--trusted-key", str(world.public)))
+    verified = ok(cli(world.env, "verify", str(world.bundle), "--trusted-key", str(world.public)))
+    assert "4 archives and 15 wheelhouse files verified" in verified.stdout  # 11 wheels, 4 locks
 
 
 @pytest.mark.tool("unshare")

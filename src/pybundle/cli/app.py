@@ -412,10 +412,12 @@ def verify(
         return
     manifest = verified.manifest
     carried = len(manifest.carried_files())
+    wheels = len(manifest.wheelhouse_files())
     say(
         f"OK {path}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
         f"{plural(len(manifest.artifacts), 'archive')}"
         + (f" and {plural(carried, 'carried file')}" if carried else "")
+        + (f" and {plural(wheels, 'wheelhouse file')}" if wheels else "")
         + " verified"
     )
 
