@@ -395,7 +395,8 @@ def download_wheels(
     syntax); ``key`` adds what else decides the answer to the remembered question (the
     digests of requirement files). When pip fails and the cache remembers an intact
     resolution of the same question, that is returned and ``on_warning`` hears why. Raises
-    MissingWheelError when pip says a requirement has no matching distribution (exit 3; its
+    MissingWheelError when pip says a requirement has no matching distribution and reached
+    its indexes (no retry or fetch warnings: otherwise that is a download failure) (exit 3; its
     ``requirement`` is pip's spelling, ``bcrypt==5.0.0``), DownloadError (pip failed, nothing
     remembered; the message ends with pip's last error line), ResolutionError (pip saved a
     file that is not a wheel for ``target``), StorageError. Interrupted (KeyboardInterrupt),
@@ -430,7 +431,7 @@ def download_wheels(
             failure = None if proc.returncode == 0 else _last_error(proc.stderr, proc.returncode)
             if failure is not None:
                 missing = _no_distribution(proc.stderr)
-                if missing is not None:
+                if missing is not None and not _network_trouble(proc.stderr):
                     raise MissingWheelError(
                         f"no wheel of {missing} for {target.describe()}: {failure}", missing
                     )
@@ -470,6 +471,24 @@ def download_wheels(
 
 
 _NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+_NETWORK_TROUBLE = (
+    "Retrying (",
+    "connection broken",
+    "Could not fetch URL",
+    "NewConnectionError",
+    "ProxyError",
+    "SSLError",
+    "ConnectTimeout",
+    "Max retries exceeded",
+)
+"""What pip prints when an index could not be reached (its retry warnings and fetch errors):
+then "no matching distribution" means "no answer", not "no wheel"."""
+
+
+def _network_trouble(stderr: str) -> bool:
+    return any(marker in stderr for marker in _NETWORK_TROUBLE)
 
 
 def _no_distribution(stderr: str) -> Optional[str]:
