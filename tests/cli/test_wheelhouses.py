@@ -308,11 +308,15 @@ def test_install_venv_offline_imports_and_runs_every_package(world: World) -> No
             "3.12",
             "--venv",
             str(world.root / "venvs" / "two"),
+            "--json",
             net=False,
         )
     )
-    assert "already installed" in again.stderr + again.stdout
-    assert "installed cpython" not in again.stdout
+    assert "already installed" in again.stderr
+    doc = json.loads(again.stdout)  # one JSON document, the venv in it
+    assert doc["installs"] == [] and doc["venv"]["wheels"] == 7
+    assert doc["venv"]["path"] == str(world.root / "venvs" / "two")
+    assert doc["venv"]["wheelhouse"] == "cpython-3.12-linux-x86_64-gnu"
     # an existing non-empty destination is refused and left alone
     refused = cli(
         world.env,

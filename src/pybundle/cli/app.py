@@ -524,7 +524,9 @@ def install(
 
         existing = venv_plan(path, keys, requests, venv, prefix=prefix, force=force)
         if existing is not None:  # already installed by pybundle: no second install
-            venv_step(path, keys, [existing], venv)
+            made = venv_step(path, keys, [existing], venv, as_json=as_json)
+            if as_json:
+                emit_json({"bundle": str(path), "installs": [], "venv": made.to_json()})
             return
     keeper = None
     if keep_installer:  # refused before anything is installed when it cannot be done
@@ -559,8 +561,13 @@ def install(
         from pybundle.installer.keep import keep_installer as keep
 
         kept = keep(keeper, results, links=links, on_warning=warn)
-    report_install(path, results, links, as_json, kept)
-    if venv is not None:
+    made = None
+    if venv is not None and as_json:  # the venv goes into the one JSON document
+        from pybundle.cli.wheels import venv_step
+
+        made = venv_step(path, keys, [(r.artifact, r.path) for r in results], venv, as_json=True)
+    report_install(path, results, links, as_json, kept, venv=made)
+    if venv is not None and not as_json:
         from pybundle.cli.wheels import venv_step
 
         venv_step(path, keys, [(r.artifact, r.path) for r in results], venv)

@@ -238,15 +238,20 @@ def venv_plan(
     return artifact, found
 
 
-def venv_step(path: Path, keys: list[Any], results: list[Any], venv: Path) -> Any:
+def venv_step(
+    path: Path, keys: list[Any], results: list[Any], venv: Path, *, as_json: bool = False
+) -> Any:
     """``install --venv``: the venv made from the one interpreter in ``results`` (a list of
-    ``(artifact, prefix)``); prints its line. Returns the VenvResult."""
+    ``(artifact, prefix)``); prints its line (not with ``as_json``: the caller puts it in its
+    document). Returns the VenvResult."""
     from pybundle.installer.venv import create_venv, python_of
 
     if len(results) != 1:
         raise UsageError("--venv makes one environment: choose one interpreter with --versions")
     artifact, prefix = results[0]
     made = create_venv(path, keys, artifact, python_of(prefix, artifact), venv)
+    if as_json:
+        return made
     say(
         f"venv {made.path}: {plural(made.wheels, 'wheel')} of {made.key} installed offline "
         f"with {made.python} ({made.seconds:.1f} s)"

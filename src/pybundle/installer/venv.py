@@ -69,6 +69,17 @@ class VenvResult:
     missing: tuple[str, ...]
     seconds: float
 
+    def to_json(self) -> dict[str, object]:
+        """``{"path", "python", "wheelhouse", "wheels", "missing", "seconds"}``."""
+        return {
+            "path": str(self.path),
+            "python": str(self.python),
+            "wheelhouse": self.key,
+            "wheels": self.wheels,
+            "missing": list(self.missing),
+            "seconds": round(self.seconds, 3),
+        }
+
 
 def check_venv_destination(dest: Path) -> Path:
     """``dest`` made absolute, when it is absent or an empty directory and its nearest existing
