@@ -756,3 +756,56 @@ def test_wheels_are_resolved_for_cpython_on_linux_only(
     assert not (tmp_path / "cache" / "archives").exists() or not any(
         (tmp_path / "cache" / "archives").iterdir()
     )
+
+
+def test_wheels_export_works_with_uv_offline(world: World, tmp_path: Path) -> None:
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        pytest.fail(f"{uv} is missing: `pip install uv==0.13.8` (the dev extra installs it)")
+    out = tmp_path / "wheelhouse"
+    ok(
+        cli(
+            world.env,
+            "wheels",
+            "export",
+            str(world.bundle),
+            str(out),
+            "--target",
+            "cpython-3.12-linux-x86_64-gnu",
+            "--trusted-key",
+            str(world.public),
+        )
+    )
+    prefix = PREFIXES["3.12"]
+    assert prefix is not None
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "UV_NO_CONFIG": "1",
+           "UV_CACHE_DIR": str(tmp_path / "uv-cache")}  # fmt: skip
+    venv = tmp_path / "venv"
+    subprocess.run([str(prefix / "bin" / "python3"), "-m", "venv", "--without-pip", str(venv)],
+                   check=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(out),
+            "--python",
+            str(venv / "bin" / "python"),
+            "-r",
+            str(out / "lock.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import requests, markupsafe, bcrypt"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
