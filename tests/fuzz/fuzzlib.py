@@ -646,8 +646,11 @@ def wheelhouse_bundle(
 ) -> Path:
     """A signed bundle of ``base`` with ``doc`` as its manifest and ``members`` after the
     archive."""
+    import warnings
+
     manifest, signature = base.signed(doc)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a duplicated member is the point
         zf.writestr("pybundle.json", manifest)
         zf.writestr("pybundle.json.minisig", signature)
         zf.writestr(f"archives/{base.archive_name}", base.archive)
