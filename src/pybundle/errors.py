@@ -11,7 +11,8 @@ code  class                       meaning
 0     -                           success
 1     PybundleError               unexpected failure (a bug, or an error we did not classify)
 2     UsageError                  bad command line: unknown flag, conflicting options
-3     ResolutionError             a requested version or platform is not in the catalog
+3     ResolutionError             a requested version or platform is not in the catalog, or
+                                  (MissingWheelError) a requirement has no wheel for a target
 4     DownloadError               network or HTTP failure while fetching a catalog or archive
 5     IntegrityError              trust or integrity failure: bad/absent signature, unknown
                                   key, hash mismatch, malformed or schema-invalid manifest
@@ -59,6 +60,16 @@ class ResolutionError(PybundleError):
     """A version or platform request matches nothing in the catalog (exit 3)."""
 
     exit_code = 3
+
+
+class MissingWheelError(ResolutionError):
+    """A requirement (``bundle -r/--with``) has no wheel for a target (exit 3): the message
+    names the requirement (with its version when pip gave one) and the target;
+    ``requirement`` is the requirement as pip named it (``bcrypt==5.0.0``)."""
+
+    def __init__(self, message: str, requirement: str = "") -> None:
+        super().__init__(message)
+        self.requirement = requirement
 
 
 class CatalogError(ResolutionError):
@@ -142,7 +153,8 @@ EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error",
     2: "usage error",
-    3: "version or platform not found in the catalog, or unreadable catalog",
+    3: "version or platform not found in the catalog, unreadable catalog, or a requirement "
+    "without a wheel for a target",
     4: "download failed",
     5: "integrity or trust failure (signature, key, hash, manifest)",
     6: "unsafe archive member refused",

@@ -22,6 +22,7 @@ from pybundle.jsondoc import load_json
 from pybundle.schema import validate_manifest_document
 from pybundle.selfinstall.section import SelfInstall
 from pybundle.targets import Target
+from pybundle.wheelhouse import Wheelhouses
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "pybundle.json"
@@ -316,13 +317,16 @@ def required_schema_version(
     artifacts: Sequence[Artifact],
     solid: Optional[SolidContainer] = None,
     self_install: Optional[SelfInstall] = None,
+    wheelhouses: Optional[Wheelhouses] = None,
 ) -> int:
-    """The lowest manifest schema version that can hold ``artifacts``, ``solid`` and
-    ``self_install``: 2 when an artifact records ``portability`` or ``solid``, the bundle has a
-    solid stream or installs itself (v2 fields), else 1 (what every pybundle reads)."""
+    """The lowest manifest schema version that can hold ``artifacts``, ``solid``,
+    ``self_install`` and ``wheelhouses``: 2 when an artifact records ``portability`` or
+    ``solid``, the bundle has a solid stream, installs itself or carries wheelhouses (v2
+    fields), else 1 (what every pybundle reads)."""
     if (
         solid is not None
         or self_install is not None
+        or wheelhouses is not None
         or any(a.portability is not None or a.solid is not None for a in artifacts)
     ):
         return 2
@@ -347,14 +351,25 @@ class Manifest:
     """The compact bundle's solid stream (manifest v2 only), or None."""
     self_install: Optional[SelfInstall] = None
     """What a self-installing bundle carries for its own installer (schema v2), or None."""
+    wheelhouses: Optional[Wheelhouses] = None
+    """The wheels carried for users' packages, per target (schema v2), or None."""
 
     def members(self) -> list[Member]:
         """Every zip member the manifest hashes, in bundle order: the solid stream (a compact
-        bundle's), the archives that are members (not in the solid stream), then the files
-        carried for the installer."""
+        bundle's), the archives that are members (not in the solid stream), the files
+        carried for the installer, then the wheelhouses' wheels and locks (a wheel that is
+        also a carried file is listed once)."""
         container: list[Member] = [self.solid] if self.solid is not None else []
         plain = [a for a in self.artifacts if a.solid is None]
-        return [*container, *plain, *self.carried_files()]
+        return [*container, *plain, *self.carried_files(), *self.wheelhouse_files()]
+
+    def wheelhouse_files(self) -> list[Member]:
+        """The wheelhouses' members that are not carried files too (none without
+        wheelhouses)."""
+        if self.wheelhouses is None:
+            return []
+        carried = {m.member for m in self.carried_files()}
+        return [f for f in self.wheelhouses.files() if f.member not in carried]
 
     def carried_files(self) -> list[Member]:
         """The files carried for a self-installing bundle's installer (none for a plain one)."""
@@ -371,11 +386,13 @@ class Manifest:
         solid: SolidContainer | None = None,
         bundle_id: str | None = None,
         self_install: SelfInstall | None = None,
+        wheelhouses: Wheelhouses | None = None,
     ) -> Manifest:
         """A fresh manifest; the serial defaults to ``created`` in Unix seconds, so later
         bundles of one signer get higher serials. ``bundle_id`` defaults to a random UUID
         (:mod:`pybundle.bundler.reproducible` derives one from the inputs instead).
-        ``self_install`` makes it a self-installing bundle's (schema version 2)."""
+        ``self_install`` makes it a self-installing bundle's, ``wheelhouses`` one that carries
+        wheels (schema version 2)."""
         created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
         return cls(
             bundle_id=bundle_id or str(uuid.uuid4()),
@@ -383,9 +400,10 @@ class Manifest:
             created=created,
             artifacts=tuple(artifacts),
             expires=expires,
-            schema_version=required_schema_version(artifacts, solid, self_install),
+            schema_version=required_schema_version(artifacts, solid, self_install, wheelhouses),
             solid=solid,
             self_install=self_install,
+            wheelhouses=wheelhouses,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -404,6 +422,8 @@ class Manifest:
             doc["solid"] = self.solid.to_json()
         if self.self_install is not None:
             doc["self_install"] = self.self_install.to_json()
+        if self.wheelhouses is not None:
+            doc["wheelhouses"] = self.wheelhouses.to_json()
         return doc
 
     def to_bytes(self) -> bytes:
@@ -443,6 +463,9 @@ class Manifest:
             solid=SolidContainer.from_json(doc["solid"]) if doc.get("solid") else None,
             self_install=(
                 SelfInstall.from_json(doc["self_install"]) if "self_install" in doc else None
+            ),
+            wheelhouses=(
+                Wheelhouses.from_json(doc["wheelhouses"]) if "wheelhouses" in doc else None
             ),
         )
         _check_semantics(manifest, source)
@@ -495,6 +518,8 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
                 f"{source}: the solid stream's member {manifest.solid.member} is also a "
                 "carried file's"
             )
+    if manifest.wheelhouses is not None:
+        manifest.wheelhouses.check(manifest.artifacts, manifest.carried_files(), source)
 
 
 def _check_solid(manifest: Manifest, source: str) -> None:

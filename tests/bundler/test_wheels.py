@@ -13,7 +13,7 @@ from packaging.tags import Tag
 
 from pybundle.bundler.selfinstall import INSTALLER_REQUIREMENTS
 from pybundle.bundler.wheels import Wheel, WheelCache, WheelTarget, download_wheels
-from pybundle.errors import DownloadError, ResolutionError
+from pybundle.errors import DownloadError, MissingWheelError, ResolutionError
 from pybundle.targets import Target
 
 X86 = Target("linux", "x86_64", "gnu")
@@ -127,11 +127,19 @@ dest = args[args.index("--dest") + 1]
 mode = os.environ["FAKE_PIP"]
 if mode == "fail":
     sys.stderr.write("Looking in indexes: http://127.0.0.1:9\\n")
+    sys.stderr.write("WARNING: Retrying (Retry(total=4)) after connection broken by "
+                     "'NewConnectionError(Connection refused)': /simple/demo/\\n")
     sys.stderr.write("ERROR: Could not find a version that satisfies the requirement demo\\n")
     sys.stderr.write("ERROR: No matching distribution found for demo\\n")
     sys.exit(1)
+if mode == "missing":  # the index answered: no wheel of it for the target
+    sys.stderr.write("ERROR: Could not find a version that satisfies the requirement "
+                     "demo==1.0 (from versions: none)\\n")
+    sys.stderr.write("ERROR: No matching distribution found for demo==1.0\\n")
+    sys.exit(1)
 names = {
     "ok": ["demo-1.0-py3-none-any.whl", "native-2.0-cp312-cp312-manylinux_2_17_x86_64.whl"],
+    "ok-arm": ["demo-1.0-py3-none-any.whl"],
     "sdist": ["demo-1.0.tar.gz"],
     "wrong": ["native-2.0-cp312-cp312-manylinux_2_17_aarch64.whl"],
 }[mode]
@@ -162,6 +170,7 @@ def test_pip_failure_is_one_line_with_pips_reason(tmp_path: Path, fake_pip) -> N
     with pytest.raises(DownloadError) as caught:
         download_wheels(["demo"], target, cache, pip=fake_pip("fail"))
     message = str(caught.value)
+    assert caught.type is DownloadError
     assert "\n" not in message
     assert message.endswith("No matching distribution found for demo")
     assert "cp312 on manylinux_2_17_x86_64" in message
@@ -201,6 +210,37 @@ def test_a_resolution_is_remembered_for_when_pip_cannot_resolve(
         f.write(b"x")
     with pytest.raises(DownloadError):
         download_wheels(["demo", "native"], target, cache, pip=fake_pip("fail"))
+
+
+def test_no_wheel_for_the_target_is_exit_3_naming_the_requirement(
+    tmp_path: Path,
+    fake_pip,  # type: ignore[no-untyped-def]
+) -> None:
+    """pip reached its index and found no wheel: not a download failure, and no remembered
+    answer stands in for it."""
+    cache = WheelCache(tmp_path / "cache")
+    target = WheelTarget.for_interpreter(ARM, "3.12")
+    download_wheels(["demo==1.0"], target, cache, pip=fake_pip("ok-arm"))
+    with pytest.raises(MissingWheelError) as caught:
+        download_wheels(["demo==1.0"], target, cache, pip=fake_pip("missing"))
+    assert caught.value.exit_code == 3
+    assert caught.value.requirement == "demo==1.0"
+    assert str(caught.value).startswith("no wheel of demo==1.0 for cp312 on manylinux_2_17_aarch64")
+
+
+def test_index_options_go_to_pip_and_into_the_remembered_question(
+    tmp_path: Path,
+    fake_pip,  # type: ignore[no-untyped-def]
+) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    target = WheelTarget.for_interpreter(X86, "3.12")
+    options = ["--index-url", "http://127.0.0.1:9/simple", "-r", str(tmp_path / "r.txt")]
+    first = download_wheels([], target, cache, pip=fake_pip("ok"), options=options, key=["a"])
+    assert len(first) == 2
+    again = download_wheels([], target, cache, pip=fake_pip("fail"), options=options, key=["a"])
+    assert again == first
+    with pytest.raises(DownloadError):  # another requirements file's digest: another question
+        download_wheels([], target, cache, pip=fake_pip("fail"), options=options, key=["b"])
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,8 @@ COMMANDS = [  # every command: test_every_command_has_a_snapshot keeps this list
     ("cache", "list"),
     ("cache", "clean"),
     ("cache", "export-uv"),
+    ("wheels",),
+    ("wheels", "export"),
 ]
 
 USAGE_ERRORS = [
@@ -185,4 +187,6 @@ def test_every_command_has_a_snapshot() -> None:
     names = {(name,) for name in root.commands}  # type: ignore[attr-defined]
     cache = root.commands["cache"]  # type: ignore[attr-defined]
     names |= {("cache", name) for name in cache.commands}
+    wheels = root.commands["wheels"]  # type: ignore[attr-defined]
+    names |= {("wheels", name) for name in wheels.commands}
     assert names | {()} == set(COMMANDS)

@@ -9,6 +9,9 @@ packer (a small interpreter tree as ``.tar.gz`` and ``.tar.zst``) and damages on
 - ``signature``: the lines of the ``.minisig`` file (algorithm, key id, base64, comments);
 - ``tar``: header fields and PAX records of the archive (recompressed, re-hashed, re-signed);
 - ``compression``: the gzip and zstd framing of the archive (re-hashed, re-signed);
+- ``wheelhouse``: a bundle carrying a wheelhouse (``bundle -r/--with``, manifest v2): any field
+  of the ``wheelhouses`` section replaced, removed or added with hostile values, or its members
+  damaged, renamed, dropped or duplicated (re-signed);
 - ``solid``: a compact bundle's 7z container (``bundle --compact``): its start header, its
   header fields, methods, dictionary, encryption, entries and payload (CRCs fixed up where
   asked, re-hashed, re-signed, so the damage reaches the 7z checks and py7zr).
@@ -631,8 +634,103 @@ def solid_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
     return mutate
 
 
+WHEEL_NAME = "demo-1.0-py3-none-any.whl"
+HOSTILE_MEMBERS = ["wheels/../pybundle.json", "wheels/a/b.whl", "archives/x.whl", "wheels/.whl",
+                   "locks/../x.txt", "pybundle.json", "wheels/" + "a" * 300 + ".whl",
+                   "wheels/x.whl\x00", "/wheels/x.whl",
+                   "wheels/demo-1.0-py3-none-any.whl"]  # fmt: skip
+
+
+def wheelhouse_bundle(
+    base: Base, path: Path, doc: dict[str, Any], members: list[tuple[str, bytes]]
+) -> Path:
+    """A signed bundle of ``base`` with ``doc`` as its manifest and ``members`` after the
+    archive."""
+    import warnings
+
+    manifest, signature = base.signed(doc)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a duplicated member is the point
+        zf.writestr("pybundle.json", manifest)
+        zf.writestr("pybundle.json.minisig", signature)
+        zf.writestr(f"archives/{base.archive_name}", base.archive)
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def wheelhouse_doc(base: Base) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """A valid v2 manifest of ``base`` with a one-wheel wheelhouse, and its members."""
+    wheel = b"PK\x05\x06" + b"\x00" * 18  # an empty zip: the bytes are only hashed here
+    lock = (f"demo==1.0 \\\n    --hash=sha256:{hashlib.sha256(wheel).hexdigest()}\n").encode()
+    doc = json.loads(base.manifest)
+    doc["schema_version"] = 2
+    key = "cpython-3.12-linux-x86_64-gnu"
+    doc["wheelhouses"] = {
+        "wheels": [{"member": f"wheels/{WHEEL_NAME}", "size": len(wheel),
+                    "sha256": hashlib.sha256(wheel).hexdigest(), "tags": ["py3-none-any"]}],
+        "targets": [{"key": key, "python": "3.12", "abi": "cp312", "os": "linux",
+                     "arch": "x86_64", "libc": "gnu",
+                     "artifacts": [f"archives/{base.archive_name}"],
+                     "wheels": [f"wheels/{WHEEL_NAME}"],
+                     "lock": {"member": f"locks/{key}.txt", "size": len(lock),
+                              "sha256": hashlib.sha256(lock).hexdigest()},
+                     "missing": []}],
+    }  # fmt: skip
+    return doc, [(f"wheels/{WHEEL_NAME}", wheel), (f"locks/{key}.txt", lock)]
+
+
+@st.composite
+def wheelhouse_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
+    edits = draw(st.lists(st.tuples(st.integers(0, 1000), st.sampled_from(["set", "del", "add"]),
+                                    st.one_of(json_values(), st.sampled_from(HOSTILE_MEMBERS)),
+                                    st.text(max_size=12)),
+                          min_size=0, max_size=3))  # fmt: skip
+    damage = draw(st.sampled_from(["none", "bytes", "drop", "duplicate", "rename", "extra"]))
+    which = draw(st.integers(0, 1))
+    blob = draw(st.binary(min_size=1, max_size=64))
+    hostile = draw(st.sampled_from(HOSTILE_MEMBERS))
+
+    def mutate(base: Base, path: Path) -> Path:
+        doc, members = wheelhouse_doc(base)
+        section = doc["wheelhouses"]
+        for index, op, value, key in edits:
+            paths = _paths(section)
+            if not paths:
+                break
+            where = paths[index % len(paths)]
+            if not where:
+                continue
+            parent = section
+            for part in where[:-1]:
+                parent = parent[part]
+            if op == "set":
+                parent[where[-1]] = value
+            elif op == "del" and isinstance(parent, dict):
+                parent.pop(where[-1], None)
+            elif isinstance(parent, dict):
+                parent[key] = value
+            elif isinstance(parent, list):
+                parent.append(value)
+        name, data = members[which]
+        if damage == "bytes":
+            members[which] = (name, blob + data[len(blob) :])
+        elif damage == "drop":
+            del members[which]
+        elif damage == "duplicate":
+            members.append((name, data))
+        elif damage == "rename":
+            members[which] = (hostile, data)
+        elif damage == "extra":
+            members.append((hostile, blob))
+        return wheelhouse_bundle(base, path, doc, members)
+
+    return mutate
+
+
 FAMILIES: dict[str, Callable[[], st.SearchStrategy[Mutation]]] = {
     "zip": zip_family,
+    "wheelhouse": wheelhouse_family,
     "manifest": manifest_family,
     "signature": signature_family,
     "tar": tar_family,

@@ -48,6 +48,7 @@ from pybundle.bundler.selfinstall import (
 )
 from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
+from pybundle.bundler.wheelhouse import WheelRequest, plan_wheelhouses, resolve_wheelhouses
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest, SolidContainer
@@ -146,6 +147,8 @@ class BundleReport:
     of the joined file for a volume set)."""
     stub_bytes: int = 0
     """Size of a self-installing bundle's sh stub, in bytes (0 for a plain bundle)."""
+    wheel_seconds: float = 0.0
+    """Time spent resolving and fetching wheelhouses (``-r``/``--with``), in seconds."""
 
 
 def make_plan(entries: Sequence[CatalogEntry], selection: Selection) -> Plan:
@@ -279,6 +282,7 @@ def build_bundle(
     keep_plain: Collection[str] = (),
     self_installing: bool = False,
     on_warning: Optional[Callable[[str], None]] = None,
+    wheels: Optional[WheelRequest] = None,
 ) -> BundleReport:
     """Resolve ``selection``, download, pack local prefixes and write the bundle. See the CLI
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
@@ -291,7 +295,8 @@ def build_bundle(
     (:mod:`pybundle.bundler.selfinstall`; a platform that cannot bootstrap is refused before
     any download) and, when signed, writes ``<output>.minisig`` over the whole file (for a
     volume set, over the joined file); with ``compact`` each bootstrap is also kept plain.
-    ``on_warning`` hears one-line warnings.
+    ``on_warning`` hears one-line warnings. ``wheels`` (``-r``/``--with``) adds a wheelhouse
+    per CPython version x platform (:mod:`pybundle.bundler.wheelhouse`).
 
     ``compact`` puts the archives in one solid stream (:mod:`pybundle.bundler.solid`), all
     but those whose file names are in ``keep_plain`` (which stay plain members, e.g. the
@@ -334,6 +339,14 @@ def build_bundle(
     if self_installing:
         check_bootstrappable(
             _boot_candidates(the_plan, infos, prefix_format), compact=compact is not None
+        )
+    if wheels is not None and not wheels.empty:  # refused before any download
+        wheels.check()
+        plan_wheelhouses(
+            [
+                (c.target, c.version, c.implementation, c.variant, c.label)
+                for c in _boot_candidates(the_plan, infos, prefix_format)
+            ]
         )
     with claim_output(output):
         items: list[tuple[Artifact, Path]] = []
@@ -384,6 +397,18 @@ def build_bundle(
                 if self_installing
                 else None
             )
+            house = (
+                resolve_wheelhouses(
+                    [a for a, _ in items],
+                    wheels,
+                    cache_dir,
+                    work,
+                    carried=[f for f, _ in self_parts.files] if self_parts else (),
+                    on_warning=on_warning,
+                )
+                if wheels is not None and not wheels.empty
+                else None
+            )
             target = output if volume_size is None else work / output.name
             manifest = write_bundle(
                 target,
@@ -397,6 +422,8 @@ def build_bundle(
                 self_install=self_parts.section if self_parts else None,
                 carried=self_parts.files if self_parts else (),
                 preamble=self_parts.stub if self_parts else None,
+                wheelhouses=house.section if house else None,
+                wheel_files=house.files if house else (),
             )
             # the whole file's signature: over the file with its stub, before it is cut into
             # volumes (whose joined bytes it then covers: cat NAME.0* > NAME); written beside
@@ -428,6 +455,7 @@ def build_bundle(
         compact_seconds,
         signature_path,
         stub_bytes,
+        house.seconds if house else 0.0,
     )
 
 

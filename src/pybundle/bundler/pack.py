@@ -14,7 +14,10 @@ Members, in this order (the installer relies on the first two coming first):
    ``__main__.py``: :mod:`pybundle.bundler.selfinstall`), STORED too, and in front of the zip
    the sh stub (a ``preamble``), the zip's offsets being absolute (as ``zip -A`` leaves them).
    Its bootstrap interpreters are never in the solid stream (the stub reads them as plain
-   members).
+   members);
+5. with wheelhouses (``bundle -r/--with``), each wheel not already carried (``wheels/*.whl``,
+   one member per file however many targets use it) and each target's lock
+   (``locks/<key>.txt``): :mod:`pybundle.bundler.wheelhouse`, STORED too.
 
 Every member carries the manifest's created time and mode 0644, and members come in the
 order above, so equal inputs give equal bytes (see :mod:`pybundle.bundler.reproducible`).
@@ -48,6 +51,7 @@ from pybundle.manifest import (
 )
 from pybundle.selfinstall.section import CarriedFile, SelfInstall
 from pybundle.signing import SecretKey, sign
+from pybundle.wheelhouse import Wheelhouses
 
 ZIP64_THRESHOLD = 0x7FFFFFFF
 
@@ -90,6 +94,8 @@ def write_bundle(
     self_install: Optional[SelfInstall] = None,
     carried: Sequence[tuple[CarriedFile, Path]] = (),
     preamble: Optional[Preamble] = None,
+    wheelhouses: Optional[Wheelhouses] = None,
+    wheel_files: Sequence[tuple[Member, Path]] = (),
 ) -> Manifest:
     """Write the bundle to ``output`` and return its manifest.
 
@@ -101,6 +107,9 @@ def write_bundle(
     bundle id is derived from the manifest (:func:`pybundle.bundler.reproducible.bundle_id_for`).
     A self-installing bundle also gets its manifest section ``self_install``, the ``carried``
     members (each with the local file of its bytes, re-hashed alike) and the ``preamble``.
+    A bundle with wheelhouses gets its manifest section ``wheelhouses`` and the members of
+    ``wheel_files`` (wheels and locks with their local files; a member already written as a
+    carried file is written once).
     Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
     """
     output = output.absolute()
@@ -113,6 +122,7 @@ def write_bundle(
         now=now or source_date_epoch(),
         solid=solid[0] if solid else None,
         self_install=self_install,
+        wheelhouses=wheelhouses,
     )
     if source_date_epoch() is not None:
         manifest = replace(manifest, bundle_id=bundle_id_for(manifest))
@@ -141,8 +151,14 @@ def write_bundle(
                 for artifact, path in items:
                     if artifact.solid is None:
                         _add_archive(zf, artifact, path, manifest.created)
+                written = set()
                 for member, path in carried:
                     _add_archive(zf, member, path, manifest.created)
+                    written.add(member.member)
+                for wheel_member, path in wheel_files:
+                    if wheel_member.member not in written:
+                        _add_archive(zf, wheel_member, path, manifest.created)
+                        written.add(wheel_member.member)
             if preamble is not None:
                 preamble.finish(raw)
             raw.flush()

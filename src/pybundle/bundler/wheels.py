@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,13 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from pybundle.errors import DownloadError, HashMismatchError, ResolutionError, StorageError
+from pybundle.errors import (
+    DownloadError,
+    HashMismatchError,
+    MissingWheelError,
+    ResolutionError,
+    StorageError,
+)
 from pybundle.hashing import check_digest, sha256_file
 from pybundle.targets import Target
 
@@ -298,6 +305,8 @@ class WheelCache:
         return files, size
 
     def _set_path(self, requirements: Sequence[str], target: WheelTarget) -> Path:
+        # requirements: what pip was given, plus whatever else decides the answer (the
+        # digests of requirement files, index options: see download_wheels' key)
         question = {"requirements": list(requirements), "target": _target_json(target)}
         key = hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()
         return self.sets / f"{key}.json"
@@ -375,20 +384,28 @@ def download_wheels(
     *,
     on_warning: Optional[Callable[[str], None]] = None,
     pip: Optional[Sequence[str]] = None,
+    options: Sequence[str] = (),
+    key: Sequence[str] = (),
 ) -> list[Wheel]:
     """Resolve ``requirements`` (PEP 508 strings) and their dependencies for ``target`` with
     pip, store the wheels in ``cache`` and return their records sorted by file name.
 
-    ``pip`` is the command that runs pip (default :func:`pip_command`). When pip fails and the
-    cache remembers an intact resolution of the same question, that is returned and
-    ``on_warning`` hears why. Raises DownloadError (pip failed, nothing remembered; the message
-    ends with pip's last error line), ResolutionError (pip saved a file that is not a wheel for
-    ``target``), StorageError. Interrupted (KeyboardInterrupt), pip is stopped and its download
-    directory removed.
+    ``pip`` is the command that runs pip (default :func:`pip_command`); ``options`` go to pip
+    before the requirements (``--index-url URL``, ``--find-links DIR``, ``-r FILE``: pip
+    syntax); ``key`` adds what else decides the answer to the remembered question (the
+    digests of requirement files). When pip fails and the cache remembers an intact
+    resolution of the same question, that is returned and ``on_warning`` hears why. Raises
+    MissingWheelError when pip says a requirement has no matching distribution and reached
+    its indexes (no retry or fetch warnings: otherwise that is a download failure) (exit 3; its
+    ``requirement`` is pip's spelling, ``bcrypt==5.0.0``), DownloadError (pip failed, nothing
+    remembered; the message ends with pip's last error line), ResolutionError (pip saved a
+    file that is not a wheel for ``target``), StorageError. Interrupted (KeyboardInterrupt),
+    pip is stopped and its download directory removed.
     """
-    if not requirements:
+    if not requirements and not options:
         return []
     command = list(pip or pip_command())
+    question = [*options, *requirements, *key]
     try:
         work = Path(tempfile.mkdtemp(prefix="pip-", dir=cache.partials))
     except OSError as exc:
@@ -404,6 +421,7 @@ def download_wheels(
             "off",
             "--disable-pip-version-check",
             *target.pip_options(),
+            *options,
             *requirements,
         ]
         try:
@@ -411,13 +429,19 @@ def download_wheels(
                 argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False
             )
             failure = None if proc.returncode == 0 else _last_error(proc.stderr, proc.returncode)
+            if failure is not None:
+                missing = _no_distribution(proc.stderr)
+                if missing is not None and not _network_trouble(proc.stderr):
+                    raise MissingWheelError(
+                        f"no wheel of {missing} for {target.describe()}: {failure}", missing
+                    )
         except (OSError, subprocess.TimeoutExpired) as exc:
             failure = f"cannot run {' '.join(command)}: {exc}"
         if failure is not None:
-            remembered = cache.recall(requirements, target)
+            remembered = cache.recall(question, target)
             if remembered is None:
                 raise DownloadError(
-                    f"pip could not download wheels of {', '.join(requirements)} for "
+                    f"pip could not download wheels of {' '.join(requirements or options)} for "
                     f"{target.describe()}: {failure}"
                 )
             if on_warning is not None:
@@ -440,10 +464,38 @@ def download_wheels(
             wheels.append(wheel)
         if not wheels:
             raise ResolutionError(f"pip saved no wheels for {target.describe()}")
-        cache.remember(requirements, target, wheels)
+        cache.remember(question, target, wheels)
         return wheels
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+_NETWORK_TROUBLE = (
+    "Retrying (",
+    "connection broken",
+    "Could not fetch URL",
+    "NewConnectionError",
+    "ProxyError",
+    "SSLError",
+    "ConnectTimeout",
+    "Max retries exceeded",
+)
+"""What pip prints when an index could not be reached (its retry warnings and fetch errors):
+then "no matching distribution" means "no answer", not "no wheel"."""
+
+
+def _network_trouble(stderr: str) -> bool:
+    return any(marker in stderr for marker in _NETWORK_TROUBLE)
+
+
+def _no_distribution(stderr: str) -> Optional[str]:
+    """The requirement pip found no distribution for (pip's ``ERROR: No matching
+    distribution found for NAME[SPEC]`` line), or None."""
+    found = _NO_DISTRIBUTION.findall(stderr)
+    return found[-1] if found else None
 
 
 def _last_error(stderr: str, code: int) -> str:

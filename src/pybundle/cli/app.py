@@ -35,6 +35,16 @@ from pybundle.cli.common import (
 )
 from pybundle.cli.keys import keygen, password_for
 from pybundle.cli.signals import interruptible
+from pybundle.cli.wheels import (
+    ALLOW_MISSING,
+    EXTRA_INDEX_URL,
+    FIND_LINKS,
+    INDEX_URL,
+    NO_INDEX,
+    REQUIREMENTS,
+    WITH,
+    wheels_app,
+)
 from pybundle.errors import EXIT_CODES, UsageError
 
 app = typer.Typer(
@@ -69,6 +79,7 @@ def _root(
 
 app.command("keygen", short_help="Create a minisign key pair for signing bundles.")(keygen)
 app.add_typer(cache_app, name="cache")
+app.add_typer(wheels_app, name="wheels")
 
 
 # ---- bundle
@@ -232,18 +243,41 @@ def bundle(
         help="Write FILE.001, FILE.002 and so on, each at most SIZE: 700M, 4G, 4GB or fat32 "
         "(4 GiB - 1); cat FILE.0* > FILE joins them.",
     ),
+    requirements: list[Path] = REQUIREMENTS,
+    with_: list[str] = WITH,
+    allow_missing_wheels: bool = ALLOW_MISSING,
+    index_url: Optional[str] = INDEX_URL,
+    extra_index_url: list[str] = EXTRA_INDEX_URL,
+    find_links: list[str] = FIND_LINKS,
+    no_index: bool = NO_INDEX,
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
     """Resolve versions against the catalog, download, and pack one signed .pybundle file.
-    With SOURCE_DATE_EPOCH set, the same inputs give the same bytes."""
+    With -r/--with, also carry the wheels of those packages, resolved by pip for every
+    interpreter x platform. With SOURCE_DATE_EPOCH set, the same inputs give the same bytes."""
     from pybundle.bundler.build import build_bundle, plan_selection
     from pybundle.bundler.cache import default_cache_dir
     from pybundle.bundler.selection import Selection
     from pybundle.bundler.solid import CompactOptions
     from pybundle.cli.render import bundle_lines, plan_lines
+    from pybundle.cli.wheels import (
+        dry_run_section,
+        wheel_request,
+        wheelhouse_doc,
+        wheelhouse_lines,
+    )
 
+    wheels = wheel_request(
+        requirements,
+        with_,
+        allow_missing_wheels,
+        index_url,
+        extra_index_url,
+        find_links,
+        no_index,
+    )
     selection = Selection.parse(
         versions,
         platform,
@@ -262,11 +296,16 @@ def bundle(
     volume_bytes = parse_volume_size(volume_size) if volume_size is not None else None
     cache = cache_dir or default_cache_dir()
     if dry_run or as_json:
-        plan = plan_selection(selection, cache)
+        plan = plan_selection(selection, cache) if selection.requests or not wheels else None
+        section = dry_run_section(plan, from_prefix, wheels, cache) if wheels else None
         if as_json:
-            emit_json(plan.to_json())
+            doc = plan.to_json() if plan is not None else {}
+            if section is not None:
+                doc["wheelhouses"] = wheelhouse_doc(section)
+            emit_json(doc)
         else:
-            emit(*plan_lines(plan))
+            lines = plan_lines(plan) if plan is not None else []
+            emit(*lines, *(wheelhouse_lines(section) if section is not None else []))
         return
     if output is None:
         raise UsageError("missing option --output/-o (or use --dry-run)")
@@ -297,6 +336,7 @@ def bundle(
             volume_size=volume_bytes,
             self_installing=self_installing,
             on_warning=warn,
+            wheels=wheels,
         )
     finally:
         progress.close()
@@ -372,10 +412,12 @@ def verify(
         return
     manifest = verified.manifest
     carried = len(manifest.carried_files())
+    wheels = len(manifest.wheelhouse_files())
     say(
         f"OK {path}: signed by key {verified.key.key_id_hex}, serial {manifest.serial}, "
         f"{plural(len(manifest.artifacts), 'archive')}"
         + (f" and {plural(carried, 'carried file')}" if carried else "")
+        + (f" and {plural(wheels, 'wheelhouse file')}" if wheels else "")
         + " verified"
     )
 
@@ -449,6 +491,14 @@ def install(
     no_bin: bool = typer.Option(
         False, "--no-bin", help="Make no links in $PYBUNDLE_BIN_DIR (default ~/.local/bin)."
     ),
+    venv: Optional[Path] = typer.Option(
+        None,
+        "--venv",
+        metavar="DIR",
+        help="Also make a venv at DIR (absent or empty) with the bundle's wheels for the one "
+        "interpreter selected (--versions), offline; an existing pybundle install of it is "
+        "used as is.",
+    ),
     keep_installer: bool = typer.Option(
         False,
         "--keep-installer",
@@ -469,6 +519,15 @@ def install(
     requests = [r for text in versions for r in parse_request_list(text)]
     links = None if no_bin else LinkRequest(default=default)
     keys = load_keys(trusted_key)
+    if venv is not None:
+        from pybundle.cli.wheels import venv_plan, venv_step
+
+        existing = venv_plan(path, keys, requests, venv, prefix=prefix, force=force)
+        if existing is not None:  # already installed by pybundle: no second install
+            made = venv_step(path, keys, [existing], venv, as_json=as_json)
+            if as_json:
+                emit_json({"bundle": str(path), "installs": [], "venv": made.to_json()})
+            return
     keeper = None
     if keep_installer:  # refused before anything is installed when it cannot be done
         from pybundle.installer.keep import plan_keep
@@ -502,7 +561,16 @@ def install(
         from pybundle.installer.keep import keep_installer as keep
 
         kept = keep(keeper, results, links=links, on_warning=warn)
-    report_install(path, results, links, as_json, kept)
+    made = None
+    if venv is not None and as_json:  # the venv goes into the one JSON document
+        from pybundle.cli.wheels import venv_step
+
+        made = venv_step(path, keys, [(r.artifact, r.path) for r in results], venv, as_json=True)
+    report_install(path, results, links, as_json, kept, venv=made)
+    if venv is not None and not as_json:
+        from pybundle.cli.wheels import venv_step
+
+        venv_step(path, keys, [(r.artifact, r.path) for r in results], venv)
 
 
 def _install_bars() -> Any:

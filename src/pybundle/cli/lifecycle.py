@@ -17,19 +17,22 @@ from pybundle.cli.common import JSON, QUIET, VERBOSE, emit, emit_json, plural, s
 
 
 def report_install(
-    path: Path, results: list[Any], links: Any, as_json: bool, kept: Any = None
+    path: Path, results: list[Any], links: Any, as_json: bool, kept: Any = None, venv: Any = None
 ) -> None:
     """Print what ``install`` did: one line per interpreter, its links, warnings, the kept
     pybundle (``--keep-installer``: a KeptInstaller, or None), and (when links were made into a
     directory that is not on PATH) the line to add to the shell profile; or, with ``as_json``,
     :func:`pybundle.cli.render.install_json`. ``results`` are InstallResults, ``links`` the
-    LinkRequest (or None)."""
+    LinkRequest (or None), ``venv`` the VenvResult of ``--venv`` (JSON ``venv``; its text line is
+    printed by :func:`pybundle.cli.wheels.venv_step`)."""
     from pybundle.cli.render import install_json
 
     if as_json:
         doc = install_json(path, results, links)
         if kept is not None:
             doc["installer"] = kept.to_json()
+        if venv is not None:  # install --venv: a VenvResult (pybundle.installer.venv)
+            doc["venv"] = venv.to_json()
         emit_json(doc)
         return
     made = [link for r in results for link in r.links if links and _in_dir(link, links.directory)]

@@ -54,6 +54,11 @@ def bundle_lines(report: Any, key: Any) -> list[str]:
             f"{size(summary.transferred)} in {summary.seconds:.1f} s "
             f"({summary.mb_per_s:.1f} MB/s)"
         )
+    if report.manifest.wheelhouses is not None:
+        from pybundle.cli.wheels import wheelhouse_lines
+
+        lines.extend(wheelhouse_lines(report.manifest.wheelhouses, pins=False))
+        lines.append(f"  wheels resolved and fetched by pip in {report.wheel_seconds:.1f} s")
     lines.extend(
         self_install_lines(
             report.output.name, report.manifest, report.stub_bytes, volumes=bool(report.parts)
@@ -169,6 +174,10 @@ def inspect_doc(path: Path) -> tuple[dict[str, Any], Any, Any]:
         else None
     )
     doc["verified"] = False
+    if manifest.wheelhouses is not None:
+        from pybundle.cli.wheels import wheelhouse_doc
+
+        doc["wheelhouse_sizes"] = wheelhouse_doc(manifest.wheelhouses)
     if manifest.self_install is not None:
         from pybundle.selfinstall.section import Overhead
 
@@ -237,6 +246,10 @@ def inspect_lines(
         lines.append(f"  {a.install_name:48} {size(a.size):>10}  {a.flavour}  {a.file_name}{where}")
         if a.portability is not None:
             lines.append(f"    needs from the host: {', '.join(a.portability.libraries)}")
+    if manifest.wheelhouses is not None:
+        from pybundle.cli.wheels import wheelhouse_lines
+
+        lines.extend(wheelhouse_lines(manifest.wheelhouses))
     if manifest.self_install is not None and "self_install_overhead" in doc:
         name = path.name if path is not None else "FILE"
         if c["volumes"]:
