@@ -361,3 +361,47 @@ def test_cache_list_and_clean_count_the_wheels(tmp_path: Path, fake_pip) -> None
     assert "removed 3 files" in cleaned.stdout  # two wheels and the remembered resolution
     assert WheelCache(root).entries() == []
     assert list((root / "wheel-sets").iterdir()) == []
+
+
+def test_real_pip_takes_the_macos_and_windows_platform_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip (offline, on the committed test wheels) accepts every ``--platform`` of a macOS
+    and a Windows target and picks only the wheels those tags allow."""
+    import os
+    import re
+
+    from conftest import DATA
+
+    for name in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    cache = WheelCache(tmp_path / "cache")
+    offline = ["--no-index", "--find-links", str(DATA / "wheels")]
+
+    def names(target: Target, version: str, *requirements: str) -> list[str]:
+        wheel_target = WheelTarget.for_interpreter(target, version)
+        found = download_wheels(list(requirements), wheel_target, cache, options=offline)
+        return [w.file_name for w in found]
+
+    assert names(MAC_ARM, "3.12", "markupsafe==3.0.3", "bcrypt==5.0.0", "idna") == [
+        "bcrypt-5.0.0-cp39-abi3-macosx_10_12_universal2.whl",
+        "idna-3.20-py3-none-any.whl",
+        "markupsafe-3.0.3-cp312-cp312-macosx_11_0_arm64.whl",
+    ]
+    # the universal2 wheel holds an x86_64 slice too; no x86_64 markupsafe is committed
+    assert names(MAC_X86, "3.12", "bcrypt==5.0.0") == [
+        "bcrypt-5.0.0-cp39-abi3-macosx_10_12_universal2.whl"
+    ]
+    with pytest.raises(MissingWheelError, match=re.escape("markupsafe==3.0.3")):
+        names(MAC_X86, "3.12", "markupsafe==3.0.3")
+    win = Target("windows", "x86_64", "none")
+    assert names(win, "3.12", "markupsafe==3.0.3", "bcrypt==5.0.0") == [
+        "bcrypt-5.0.0-cp39-abi3-win_amd64.whl",
+        "markupsafe-3.0.3-cp312-cp312-win_amd64.whl",
+    ]
+    no_cp311 = re.escape("markupsafe==3.0.3 for cp311 on win_amd64")
+    with pytest.raises(MissingWheelError, match=no_cp311):
+        names(win, "3.11", "markupsafe==3.0.3")
+    with pytest.raises(MissingWheelError, match=re.escape("bcrypt==5.0.0 for cp312 on win32")):
+        names(Target("windows", "i686", "none"), "3.12", "bcrypt==5.0.0")
