@@ -8,10 +8,14 @@ user's index settings apply as pip reads them (``PIP_INDEX_URL``, ``PIP_EXTRA_IN
 ``pip.conf``, proxies, certificates, ``PIP_CONSTRAINT`` to pin versions). pip resolves the
 requirements and their dependencies for the target; every file it saves must be a wheel whose
 tags the target supports (:meth:`WheelTarget.tags`, computed with :mod:`packaging.tags`), or the
-call fails. pip evaluates environment markers other than the Python version and implementation
-(``platform_machine``, ``sys_platform``, ``platform_system``) against this machine: a limitation
-of pip. For a macOS or Windows target, a dependency only behind such a marker (``colorama;
-platform_system == "Windows"``) is therefore not resolved unless it is required directly.
+call fails. pip evaluates environment markers (``python_version``, ``sys_platform``,
+``platform_system``, ``platform_machine``, ...) against the interpreter that runs it, not the
+target: ``--python-version`` and ``--platform`` only select wheels and check
+``Requires-Python`` (a limitation of pip, checked with pip 26.3: ``demo`` requiring ``oldonly;
+python_version < "3.11"`` and ``winonly; sys_platform == "win32"`` got neither for a 3.10
+manylinux target nor for a 3.12 ``win_amd64`` one, run by 3.11 on Linux). A dependency only
+behind a marker that holds on the target but not here (``colorama; platform_system ==
+"Windows"``) is therefore not resolved unless it is required directly.
 
 Cache layout, beside ``archives/`` under the bundle cache root (:mod:`pybundle.bundler.cache`)::
 
