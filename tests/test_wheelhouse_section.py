@@ -83,6 +83,9 @@ HOSTILE = {
     "wrong-python": ("targets.0.python", "3.11"),
     "wrong-arch": ("targets.0.arch", "aarch64"),
     "not-linux": ("targets.0.os", "darwin"),
+    "unknown-os": ("targets.0.os", "freebsd"),
+    "linux-without-libc": ("targets.0.libc", "none"),
+    "unknown-libc": ("targets.0.libc", "msvc"),
     "uncarried-wheel": ("targets.0.wheels", ["wheels/other-1.0-py3-none-any.whl"]),
     "wheel-twice": (
         "targets.0.wheels",
@@ -177,3 +180,37 @@ def test_the_lock_is_pip_hash_checking_format() -> None:
         "b==2.0 \\",
         f"    --hash=sha256:{sha}",
     ]
+
+
+def _macos(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc`` with its archive and wheelhouse for macos-aarch64 and the wheelhouse keyed
+    ``key``."""
+    doc = copy.deepcopy(doc)
+    doc["artifacts"][0].update(os="darwin", arch="aarch64", libc="none",
+                               target_triple="aarch64-apple-darwin")  # fmt: skip
+    house = doc["wheelhouses"]["targets"][0]
+    house.update(os="darwin", arch="aarch64", libc="none", key=key)
+    house["lock"]["member"] = f"locks/{key}.txt"
+    return doc
+
+
+def test_macos_and_windows_wheelhouses_are_keyed_as_uv_installs_are(base: Base) -> None:
+    from pybundle.targets import Target
+    from pybundle.wheelhouse import wheelhouse_key
+
+    assert wheelhouse_key("3.12", Target("darwin", "aarch64", "none")) == (
+        "cpython-3.12-macos-aarch64-none"
+    )
+    assert wheelhouse_key("3.13", Target("windows", "x86_64", "none"), True) == (
+        "cpython-3.13t-windows-x86_64-none"
+    )
+    assert wheelhouse_key("3.12", Target("linux", "x86_64", "gnu", "v3")) == (
+        "cpython-3.12-linux-x86_64-gnu"
+    )
+    doc, _ = wheelhouse_doc(base)
+    manifest = _read(_macos(doc, "cpython-3.12-macos-aarch64-none"))
+    assert manifest.wheelhouses is not None
+    house = manifest.wheelhouses.targets[0]
+    assert house.matches("cpython-3.12-macos-aarch64") and house.target.os == "darwin"
+    with pytest.raises(ManifestError, match="does not fit its target"):
+        _read(_macos(doc, "cpython-3.12-darwin-aarch64-none"))

@@ -20,6 +20,10 @@ JSON form (see ``schemas/manifest-v2.schema.json``)::
       ]
     }
 
+``os`` is ``linux``, ``darwin`` or ``windows`` (libc ``none`` for the last two), and the key
+spells the platform as uv's install directories do (``macos`` for ``darwin``):
+``cpython-3.12-macos-aarch64-none``, ``cpython-3.12-windows-x86_64-none``.
+
 A wheel is one zip member however many targets use it (``py3-none-any`` and ``abi3`` wheels
 are shared), and it is the same member as a self-installing bundle's carried wheel of the same
 file name (:mod:`pybundle.selfinstall.section`): the two must then agree on size and sha256. A
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 from pybundle.errors import ManifestError
-from pybundle.targets import Target
+from pybundle.targets import Target, is_known_target
 
 WHEELS_DIR = "wheels"
 LOCKS_DIR = "locks"
@@ -80,8 +84,11 @@ class MemberLike(Protocol):
 
 def wheelhouse_key(python: str, target: Target, freethreaded: bool = False) -> str:
     """``cpython-3.12-linux-x86_64-gnu``: the name of a target's wheelhouse (``3.13t`` for a
-    free-threaded build)."""
-    return f"cpython-{python}{'t' if freethreaded else ''}-{target.os}-{target.arch}-{target.libc}"
+    free-threaded build), with uv's install-directory platform key
+    (:attr:`pybundle.targets.Target.install_key`, which says ``macos`` for ``darwin``):
+    ``cpython-3.12-macos-aarch64-none``, ``cpython-3.12-windows-x86_64-none``."""
+    platform = Target(target.os, target.arch, target.libc).install_key
+    return f"cpython-{python}{'t' if freethreaded else ''}-{platform}"
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,10 @@ class Wheelhouses:
                 raise ManifestError(f"{source}: manifest has two wheelhouses {t.key}")
             keys.add(t.key)
             freethreaded = t.abi.endswith("t")
+            if not is_known_target(t.target):
+                raise ManifestError(
+                    f"{source}: wheelhouse {t.key} is for {t.target.key}, not a known platform"
+                )
             if t.key != wheelhouse_key(t.python, t.target, freethreaded) or not KEY.match(t.key):
                 raise ManifestError(f"{source}: wheelhouse key {t.key!r} does not fit its target")
             if t.lock.member != f"{LOCKS_DIR}/{t.key}.txt" or t.lock.member in seen:

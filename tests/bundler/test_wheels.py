@@ -76,8 +76,9 @@ def test_targets_of_other_platforms(
 @pytest.mark.parametrize(
     ("target", "implementation", "why"),
     [
-        (Target("darwin", "aarch64", "none"), "cpython", "Linux only"),
         (Target("linux", "armv7", "gnueabi"), "cpython", "no binary wheels exist"),
+        (Target("darwin", "i686", "none"), "cpython", "no binary wheels exist"),
+        (Target("freebsd", "x86_64", "none"), "cpython", "no binary wheels exist"),
         (X86, "pypy", "CPython only"),
     ],
 )
@@ -86,6 +87,70 @@ def test_targets_without_binary_wheels_are_refused(
 ) -> None:
     with pytest.raises(ResolutionError, match=why):
         WheelTarget.for_interpreter(target, "3.12", implementation=implementation)
+
+
+MAC_ARM = Target("darwin", "aarch64", "none")
+MAC_X86 = Target("darwin", "x86_64", "none")
+
+
+def test_a_macos_arm64_target_accepts_arm64_from_11_0_and_universal2() -> None:
+    t = WheelTarget.for_interpreter(MAC_ARM, "3.12.1")
+    assert t.abis == ("cp312", "abi3", "none")
+    assert t.platforms[:2] == ("macosx_11_0_arm64", "macosx_11_0_universal2")
+    tags = set(t.tags())
+    assert Tag("cp312", "cp312", "macosx_11_0_arm64") in tags
+    assert Tag("cp312", "cp312", "macosx_10_13_universal2") in tags  # holds an arm64 slice
+    assert Tag("cp39", "abi3", "macosx_10_12_universal2") in tags
+    assert Tag("py3", "none", "any") in tags
+    assert Tag("cp312", "cp312", "macosx_11_0_x86_64") not in tags
+    assert Tag("cp312", "cp312", "macosx_10_13_x86_64") not in tags
+    assert Tag("cp312", "cp312", "macosx_12_0_arm64") not in tags  # newer than the floor
+    assert Tag("cp312", "cp312", "macosx_14_0_arm64") not in tags
+    assert not any("linux" in tag.platform or "win" in tag.platform for tag in tags)
+    assert t.pip_options().count("--platform") == len(t.platforms)
+
+
+def test_a_macos_x86_64_target_accepts_x86_64_from_10_15_down() -> None:
+    t = WheelTarget.for_interpreter(MAC_X86, "3.11")
+    assert t.platforms[0] == "macosx_10_15_x86_64"
+    tags = set(t.tags())
+    assert Tag("cp311", "cp311", "macosx_10_9_x86_64") in tags
+    assert Tag("cp311", "cp311", "macosx_10_9_universal2") in tags
+    assert Tag("cp311", "cp311", "macosx_10_15_x86_64") in tags
+    assert Tag("cp311", "cp311", "macosx_11_0_x86_64") not in tags  # newer than the floor
+    assert Tag("cp311", "cp311", "macosx_11_0_arm64") not in tags
+    assert Tag("cp311", "cp311", "macosx_10_9_arm64") not in tags
+
+
+@pytest.mark.parametrize(
+    ("arch", "platform", "others"),
+    [
+        ("x86_64", "win_amd64", ("win32", "win_arm64")),
+        ("i686", "win32", ("win_amd64", "win_arm64")),
+        ("aarch64", "win_arm64", ("win_amd64", "win32")),
+    ],
+)
+def test_windows_targets_accept_their_own_platform_only(
+    arch: str, platform: str, others: tuple[str, ...]
+) -> None:
+    t = WheelTarget.for_interpreter(Target("windows", arch, "none"), "3.12")
+    assert t.platforms == (platform,)
+    assert t.pip_options()[-2:] == ["--platform", platform]
+    tags = set(t.tags())
+    assert Tag("cp312", "cp312", platform) in tags
+    assert Tag("cp39", "abi3", platform) in tags
+    assert Tag("py3", "none", "any") in tags
+    for other in others:
+        assert not any(tag.platform == other for tag in tags)
+    assert not t.supports(frozenset({Tag("cp312", "cp312", "manylinux_2_17_x86_64")}))
+
+
+def test_free_threaded_builds_on_macos_and_windows_take_the_t_abi() -> None:
+    for target in (MAC_ARM, Target("windows", "x86_64", "none")):
+        t = WheelTarget.for_interpreter(target, "3.13.1", variant="freethreaded+pgo")
+        assert t.abis == ("cp313t", "none")
+        assert not t.supports(frozenset({Tag("cp313", "abi3", t.platforms[0])}))
+        assert t.supports(frozenset({Tag("cp313", "cp313t", t.platforms[0])}))
 
 
 def make_wheel(directory: Path, name: str) -> Path:
@@ -296,3 +361,47 @@ def test_cache_list_and_clean_count_the_wheels(tmp_path: Path, fake_pip) -> None
     assert "removed 3 files" in cleaned.stdout  # two wheels and the remembered resolution
     assert WheelCache(root).entries() == []
     assert list((root / "wheel-sets").iterdir()) == []
+
+
+def test_real_pip_takes_the_macos_and_windows_platform_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip (offline, on the committed test wheels) accepts every ``--platform`` of a macOS
+    and a Windows target and picks only the wheels those tags allow."""
+    import os
+    import re
+
+    from conftest import DATA
+
+    for name in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    cache = WheelCache(tmp_path / "cache")
+    offline = ["--no-index", "--find-links", str(DATA / "wheels")]
+
+    def names(target: Target, version: str, *requirements: str) -> list[str]:
+        wheel_target = WheelTarget.for_interpreter(target, version)
+        found = download_wheels(list(requirements), wheel_target, cache, options=offline)
+        return [w.file_name for w in found]
+
+    assert names(MAC_ARM, "3.12", "markupsafe==3.0.3", "bcrypt==5.0.0", "idna") == [
+        "bcrypt-5.0.0-cp39-abi3-macosx_10_12_universal2.whl",
+        "idna-3.20-py3-none-any.whl",
+        "markupsafe-3.0.3-cp312-cp312-macosx_11_0_arm64.whl",
+    ]
+    # the universal2 wheel holds an x86_64 slice too; no x86_64 markupsafe is committed
+    assert names(MAC_X86, "3.12", "bcrypt==5.0.0") == [
+        "bcrypt-5.0.0-cp39-abi3-macosx_10_12_universal2.whl"
+    ]
+    with pytest.raises(MissingWheelError, match=re.escape("markupsafe==3.0.3")):
+        names(MAC_X86, "3.12", "markupsafe==3.0.3")
+    win = Target("windows", "x86_64", "none")
+    assert names(win, "3.12", "markupsafe==3.0.3", "bcrypt==5.0.0") == [
+        "bcrypt-5.0.0-cp39-abi3-win_amd64.whl",
+        "markupsafe-3.0.3-cp312-cp312-win_amd64.whl",
+    ]
+    no_cp311 = re.escape("markupsafe==3.0.3 for cp311 on win_amd64")
+    with pytest.raises(MissingWheelError, match=no_cp311):
+        names(win, "3.11", "markupsafe==3.0.3")
+    with pytest.raises(MissingWheelError, match=re.escape("bcrypt==5.0.0 for cp312 on win32")):
+        names(Target("windows", "i686", "none"), "3.12", "bcrypt==5.0.0")

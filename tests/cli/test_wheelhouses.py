@@ -4,7 +4,9 @@ and linux-aarch64, real wheels from ``tests/data/wheels`` (pip with ``--no-index
 network at all (``unshare -n``), ``wheels export`` for plain pip, and the refusals.
 
 The x86_64 interpreters are the real pyenv builds (``--from-prefix``); the aarch64 ones are
-tiny archives in a directory catalog (they are never run: only their wheelhouses matter)."""
+tiny archives in a directory catalog (they are never run: only their wheelhouses matter), as
+are those of the macOS (arm64) and Windows (x64) bundle, whose wheelhouses are checked against
+the tag sets computed for those targets."""
 
 from __future__ import annotations
 
@@ -725,37 +727,165 @@ def test_a_dependency_without_a_wheel_fails_even_when_missing_wheels_are_allowed
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_wheels_are_resolved_for_cpython_on_linux_only(
-    small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
+MAC_KEY, WIN_KEY, LINUX_KEY = (
+    "cpython-3.12-macos-aarch64-none",
+    "cpython-3.12-windows-x86_64-none",
+    "cpython-3.12-linux-x86_64-gnu",
+)
+
+
+@pytest.fixture(scope="module")
+def cross(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A bundle of tiny 3.12 archives for macos-aarch64, windows-x86_64 and linux-x86_64 (a
+    directory catalog; never run) with the test set's wheelhouses, resolved from
+    tests/data/wheels."""
+    root = tmp_path_factory.mktemp("cross")
+    env = clean_env(root / "home")
+    key = generate_secret_key()
+    secret, public = root / "ops.key", root / "ops.pub"
+    secret.write_text(key.to_file_text())
+    secret.chmod(0o600)
+    public.write_text(key.public_key.to_file_text())
+    catalog = root / "catalog"
+    sums = ""
+    for triple in ("aarch64-apple-darwin", "x86_64-pc-windows-msvc", "x86_64-unknown-linux-gnu"):
+        arm_catalog(root / triple, ("3.12.1",), triple)
+        for p in (root / triple).iterdir():
+            if p.name == "SHA256SUMS":
+                sums += p.read_text()
+            else:
+                catalog.mkdir(exist_ok=True)
+                shutil.copy(p, catalog / p.name)
+    (catalog / "SHA256SUMS").write_text(sums)
+    requirements = root / "requirements.txt"
+    requirements.write_text("requests==2.32.5\nmarkupsafe==3.0.3\n")
+    bundle = root / "cross.pybundle"
+    proc = ok(
+        cli(
+            env,
+            "bundle",
+            "--catalog",
+            str(catalog),
+            "--versions",
+            "3.12",
+            "--platform",
+            "macos-aarch64,windows-x86_64,linux-x86_64",
+            "-r",
+            str(requirements),
+            "--with",
+            "bcrypt==5.0.0",
+            "--no-index",
+            "--find-links",
+            str(WHEELS),
+            "--cache-dir",
+            str(root / "cache"),
+            "--sign-key",
+            str(secret),
+            "-o",
+            str(bundle),
+        )
+    )
+    with zipfile.ZipFile(bundle) as zf:
+        manifest = Manifest.from_bytes(zf.read("pybundle.json"), str(bundle))
+    yield World(
+        root, env, secret, public, catalog, requirements, bundle, manifest, proc.stdout, key
+    )
+
+
+def test_macos_and_windows_targets_get_wheels_their_tags_support(cross: World) -> None:
+    """Every wheel of each wheelhouse carries a tag the target supports (the tag sets
+    computed for it), and none of another platform's: the Windows one has win_amd64 and
+    pure wheels only, the macOS one arm64 or universal2 and pure ones."""
+    from packaging.utils import parse_wheel_filename
+
+    section = cross.manifest.wheelhouses
+    assert section is not None
+    assert [t.key for t in section.targets] == [LINUX_KEY, MAC_KEY, WIN_KEY]
+    for house in section.targets:
+        wheel_target = WheelTarget.for_interpreter(house.target, house.python)
+        names = _wheel_names(cross, house.key)
+        assert {n.split("-")[0].lower() for n in names} == PURE | {"markupsafe", "bcrypt"}
+        for name in names:
+            assert wheel_target.supports(parse_wheel_filename(name)[3]), (house.key, name)
+        platforms = {n.rsplit("-", 1)[1].removesuffix(".whl") for n in names}
+        if house.key == WIN_KEY:
+            assert platforms == {"any", "win_amd64"}
+        elif house.key == MAC_KEY:
+            assert platforms == {"any", "macosx_11_0_arm64", "macosx_10_12_universal2"}
+            for name in names:  # and nothing an arm64 Mac cannot load
+                assert not name.endswith(("_x86_64.whl", "win_amd64.whl"))
+        else:
+            assert all(p == "any" or ("linux" in p and p.endswith("_x86_64")) for p in platforms)
+        artifact = next(a for a in cross.manifest.artifacts if a.member == house.artifacts[0])
+        assert (artifact.target.os, artifact.target.arch) == (house.target.os, house.target.arch)
+
+
+def test_pure_wheels_are_shared_by_linux_macos_and_windows(cross: World) -> None:
+    section = cross.manifest.wheelhouses
+    assert section is not None
+    stored = [w.file_name for w in section.wheels]
+    assert len(stored) == len(set(stored)) == 5 + 2 * 3  # pure once, compiled per platform
+    pure = [w.member for w in section.wheels if w.file_name.endswith("-py3-none-any.whl")]
+    assert len(pure) == 5
+    for house in section.targets:
+        assert set(pure) <= set(house.wheels)
+    assert section.unshared_bytes - section.stored_bytes == 2 * sum(
+        section.wheel(m).size for m in pure
+    )
+    with zipfile.ZipFile(cross.bundle) as zf:
+        names = zf.namelist()
+    assert len([n for n in names if n.startswith("wheels/")]) == 11
+    assert sorted(n for n in names if n.startswith("locks/")) == [
+        f"locks/{k}.txt" for k in (LINUX_KEY, MAC_KEY, WIN_KEY)
+    ]
+
+
+def test_inspect_shows_the_macos_and_windows_wheelhouses(cross: World) -> None:
+    out = ok(cli(cross.env, "inspect", str(cross.bundle))).stdout
+    assert "wheelhouses: 3 targets, 11 wheel files stored" in out
+    for key in (MAC_KEY, WIN_KEY):
+        line = next(x for x in out.splitlines() if x.strip().startswith(key))
+        assert "7 wheels" in line
+    assert "bcrypt==5.0.0" in out and "markupsafe==3.0.3" in out
+    doc = json.loads(ok(cli(cross.env, "inspect", str(cross.bundle), "--json")).stdout)
+    by_key = {t["key"]: t for t in doc["wheelhouse_sizes"]["targets"]}
+    assert by_key[WIN_KEY]["wheels"] == by_key[MAC_KEY]["wheels"] == 7
+
+
+@pytest.mark.parametrize(("target", "key"), [("cpython-3.12-macos-aarch64", MAC_KEY),
+                                             (WIN_KEY, WIN_KEY)])  # fmt: skip
+def test_wheels_export_writes_a_macos_or_windows_wheelhouse(
+    cross: World, tmp_path: Path, target: str, key: str
 ) -> None:
-    env, catalog, links, _ = small
-    arm_catalog(catalog, ("3.12.1",), "aarch64-apple-darwin")
-    sums = catalog / "SHA256SUMS"
-    proc = cli(
-        env,
-        "bundle",
-        "--catalog",
-        str(catalog),
-        "--versions",
-        "3.12",
-        "--platform",
-        "macos-aarch64",
-        "--with",
-        "idna",
-        "--no-index",
-        "--find-links",
-        str(links),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "-o",
-        str(tmp_path / "mac.pybundle"),
+    out = tmp_path / "wheelhouse"
+    proc = ok(
+        cli(cross.env, "wheels", "export", str(cross.bundle), str(out), "--target", target,
+            "--trusted-key", str(cross.public))
+    )  # fmt: skip
+    assert f"exported {key}: 7 wheels" in proc.stdout
+    names = _wheel_names(cross, key)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "lock.txt"])
+    lock = (out / "lock.txt").read_text()
+    assert lock.startswith(f"# pybundle wheelhouse {key}")
+    for name in names:
+        digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
+        assert f"--hash=sha256:{digest}" in lock
+
+
+def test_wheels_are_resolved_for_cpython_only() -> None:
+    from pybundle.bundler.wheelhouse import plan_wheelhouses
+    from pybundle.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"CPython only, and the bundle holds pypy 3\.10\.14"):
+        plan_wheelhouses([(X86, "3.10.14", "pypy", "default", "archives/pypy.tar.bz2")])
+    plans = plan_wheelhouses(
+        [
+            (Target("darwin", "aarch64", "none"), "3.12.1", "cpython", "default", "a"),
+            (Target("windows", "x86_64", "none"), "3.13.1", "cpython", "freethreaded", "b"),
+        ]
     )
-    assert sums.exists()
-    assert proc.returncode == 2, proc.stderr
-    assert "CPython on Linux only" in proc.stderr
-    assert not (tmp_path / "cache" / "archives").exists() or not any(
-        (tmp_path / "cache" / "archives").iterdir()
-    )
+    assert [p.key for p in plans] == [MAC_KEY, "cpython-3.13t-windows-x86_64-none"]
+    assert plans[1].wheel_target.abis == ("cp313t", "none")
 
 
 def test_wheels_export_works_with_uv_offline(world: World, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Targets: the bundle's CPython archives grouped by (major.minor, os, arch, libc, 
 or not): one wheelhouse per group, resolved once with
 :func:`pybundle.bundler.wheels.download_wheels` (``pip download --only-binary=:all:`` with the
 group's :class:`~pybundle.bundler.wheels.WheelTarget`: Python version, ABIs, and the
-manylinux/musllinux tags its libc supports), through the content-addressed wheel cache. pip
+manylinux/musllinux tags its libc supports, or its macOS or Windows tags), through the
+content-addressed wheel cache. pip
 reads the requirement files itself (``-r FILE``: pins, extras, markers, ``--hash`` lines,
 nested files) and the user's index settings (``--index-url``, ``--extra-index-url``,
 ``--find-links`` given here, ``PIP_*`` variables, ``pip.conf``, proxies). Only wheels are ever
@@ -109,15 +110,16 @@ def plan_wheelhouses(
     interpreters: Sequence[tuple[Target, str, str, str, str]],
 ) -> list[WheelhousePlan]:
     """Group ``interpreters`` (``(target, version, implementation, variant, label)``) into
-    wheelhouses, sorted by key. Raises UsageError for an interpreter wheels cannot be
-    resolved for (not CPython, not Linux, no binary wheels for its arch): the message names it.
+    wheelhouses, sorted by key. Raises UsageError for an interpreter that is not CPython (the
+    message names it), ResolutionError for a platform no binary wheels exist for (armv7
+    soft-float; :meth:`~pybundle.bundler.wheels.WheelTarget.for_interpreter`).
     """
     groups: dict[str, tuple[str, Target, WheelTarget, list[str]]] = {}
     for target, version, implementation, variant, label in interpreters:
-        if implementation != "cpython" or target.os != "linux":
+        if implementation != "cpython":
             raise UsageError(
-                f"-r/--with: wheels are resolved for CPython on Linux only, and the bundle "
-                f"holds {implementation} {version} for {target.friendly} ({label})"
+                f"-r/--with: wheels are resolved for CPython only, and the bundle holds "
+                f"{implementation} {version} for {target.friendly} ({label})"
             )
         platform = Target(target.os, target.arch, target.libc)
         minor = _minor(version)

@@ -8,8 +8,14 @@ user's index settings apply as pip reads them (``PIP_INDEX_URL``, ``PIP_EXTRA_IN
 ``pip.conf``, proxies, certificates, ``PIP_CONSTRAINT`` to pin versions). pip resolves the
 requirements and their dependencies for the target; every file it saves must be a wheel whose
 tags the target supports (:meth:`WheelTarget.tags`, computed with :mod:`packaging.tags`), or the
-call fails. pip evaluates environment markers other than the Python version and implementation
-(``platform_machine``, ``sys_platform``) against this machine: a limitation of pip.
+call fails. pip evaluates environment markers (``python_version``, ``sys_platform``,
+``platform_system``, ``platform_machine``, ...) against the interpreter that runs it, not the
+target: ``--python-version`` and ``--platform`` only select wheels and check
+``Requires-Python`` (a limitation of pip, checked with pip 26.3: ``demo`` requiring ``oldonly;
+python_version < "3.11"`` and ``winonly; sys_platform == "win32"`` got neither for a 3.10
+manylinux target nor for a 3.12 ``win_amd64`` one, run by 3.11 on Linux). A dependency only
+behind a marker that holds on the target but not here (``colorama; platform_system ==
+"Windows"``) is therefore not resolved unless it is required directly.
 
 Cache layout, beside ``archives/`` under the bundle cache root (:mod:`pybundle.bundler.cache`)::
 
@@ -40,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
@@ -91,6 +97,24 @@ _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5):
 MUSL_VERSIONS = ((1, 2), (1, 1))
 """musllinux levels accepted for musl targets (python-build-standalone links musl 1.2)."""
 
+MACOS_FLOOR: dict[str, tuple[int, int]] = {"aarch64": (11, 0), "x86_64": (10, 15)}
+"""Oldest macOS python-build-standalone's builds run on, per architecture: the
+``-mmacosx-version-min`` of its ``cpython-unix/targets.yml`` (11.0 for ``aarch64-apple-darwin``,
+Apple silicon's first release; 10.15 for ``x86_64-apple-darwin``; releases before 2025 used
+10.9 there, so a wheel needing 10.10-10.15 may not run where such an old build does). A
+target's macOS wheels may need no newer macOS than this."""
+
+_MAC_ARCH: dict[str, str] = {"aarch64": "arm64", "x86_64": "x86_64"}
+"""Catalog architecture families as macOS wheel tags spell them."""
+
+_WINDOWS_PLATFORM: dict[str, str] = {
+    "x86_64": "win_amd64",
+    "i686": "win32",
+    "aarch64": "win_arm64",
+}
+"""Windows wheel platform tags per catalog architecture (the tags CPython's
+``sysconfig.get_platform()`` gives on Windows, with ``-`` and ``.`` as ``_``)."""
+
 
 @dataclass(frozen=True)
 class WheelTarget:
@@ -117,12 +141,15 @@ class WheelTarget:
         variant: str = "default",
     ) -> WheelTarget:
         """The wheel target of a CPython ``version`` (``"3.12"`` or ``"3.12.1"``) built for
-        ``target``: manylinux tags from the arch's glibc floor down to ``manylinux_2_5`` (and
-        their legacy aliases) for glibc, musllinux 1.2 and 1.1 for musl. Free-threaded builds
-        take ``cp313t`` and no ``abi3`` (PEP 703).
+        ``target``: on Linux, manylinux tags from the arch's glibc floor down to
+        ``manylinux_2_5`` (and their legacy aliases) for glibc, musllinux 1.2 and 1.1 for musl;
+        on macOS, :func:`packaging.tags.mac_platforms` from :data:`MACOS_FLOOR` down (with the
+        ``universal2`` and other fat tags that hold the arch); on Windows, ``win_amd64``,
+        ``win32`` or ``win_arm64``. Free-threaded builds take ``cp313t`` and no ``abi3``
+        (PEP 703).
 
-        Raises ResolutionError for what has no binary wheels: an OS other than Linux,
-        an implementation other than CPython, armv7 soft-float (``gnueabi``), an unknown arch.
+        Raises ResolutionError for what has no binary wheels: an implementation other than
+        CPython, armv7 soft-float (``gnueabi``), an arch or OS without wheel tags here.
         """
         parts = version.split(".")
         if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
@@ -130,16 +157,20 @@ class WheelTarget:
         minor = f"{parts[0]}.{parts[1]}"
         if implementation != "cpython":
             raise ResolutionError(f"no wheels are resolved for {implementation} (CPython only)")
-        if target.os != "linux":
-            raise ResolutionError(f"no wheels are resolved for {target.friendly} (Linux only)")
-        arch = _TAG_ARCH.get(target.arch)
-        if arch is None or target.libc == "gnueabi":
-            raise ResolutionError(f"no binary wheels exist for {target.friendly}")
         nodot = minor.replace(".", "")
         if variant.startswith("freethreaded"):
             abis: tuple[str, ...] = (f"cp{nodot}t", "none")
         else:
             abis = (f"cp{nodot}", "abi3", "none")
+        if target.os == "darwin" and target.arch in MACOS_FLOOR:
+            floor = MACOS_FLOOR[target.arch]
+            platforms = tuple(mac_platforms(floor, _MAC_ARCH[target.arch]))
+            return cls(minor, "cp", abis, platforms)
+        if target.os == "windows" and target.arch in _WINDOWS_PLATFORM:
+            return cls(minor, "cp", abis, (_WINDOWS_PLATFORM[target.arch],))
+        arch = _TAG_ARCH.get(target.arch)
+        if target.os != "linux" or arch is None or target.libc == "gnueabi":
+            raise ResolutionError(f"no binary wheels exist for {target.friendly}")
         if target.libc == "musl":
             platforms = tuple(f"musllinux_{a}_{b}_{arch}" for a, b in MUSL_VERSIONS)
         else:

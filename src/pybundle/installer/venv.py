@@ -19,6 +19,12 @@ Steps (:func:`create_venv`):
 
 Any failure removes the staging directory and the wheel copies: ``DIR`` is then as it was.
 Nothing outside ``DIR`` and the staging directories is touched.
+
+The environment has the POSIX layout (``bin/python``, ``lib/python3.X/site-packages``), which
+``venv`` makes on Linux and macOS, the hosts pybundle's installer runs on (extraction needs
+``os.O_NOFOLLOW`` and ``os.O_DIRECTORY``, which Windows lacks, and only interpreters that run
+on the host are installed): the wheelhouse used is always the host's. A bundle's Windows
+wheelhouse is for ``pybundle wheels export`` and the target's own pip or uv.
 """
 
 from __future__ import annotations
