@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pybundle.errors import (
 from pybundle.hashing import check_digest
 from pybundle.installer.install import InstallResult, LinkRequest, select_artifacts
 from pybundle.installer.links import LinkOwner, inside, inspect_link, link_target, make_link
+from pybundle.installer.pipsteps import make_venv, offline_pip, run_step
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import verify_manifest
 from pybundle.manifest import Artifact
@@ -60,7 +60,6 @@ MARKER = "pybundle-installer.json"
 """The file that makes an environment pybundle's (it records the links made to it)."""
 ENV_PREFIX = "pybundle-"
 COMMAND = "pybundle"
-SUBPROCESS_TIMEOUT = 900.0
 
 
 def installer_root() -> Path:
@@ -159,20 +158,6 @@ def plan_keep(
     )
 
 
-def _run(argv: list[str], what: str) -> None:
-    """Run a step of the build; StorageError with its last error line when it fails."""
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise StorageError(f"cannot {what}: {exc}") from exc
-    if proc.returncode != 0:
-        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-        why = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise StorageError(f"cannot {what}: {why}")
-
-
 def _copy_wheels(plan: KeepPlan, dest: Path) -> list[Path]:
     """The bootstrap's wheels, copied out of the bundle (signature checked again) into
     ``dest`` and re-hashed against the manifest on the way; pybundle's own first."""
@@ -262,22 +247,10 @@ def keep_installer(
     try:
         os.chmod(env, 0o755)
         wheels = _copy_wheels(plan, wheels_dir)
-        _run([str(python), "-I", "-m", "venv", str(env)], f"create a venv in {env}")
-        pip = [
-            str(env / "bin" / "python"),
-            "-I",
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-index",
-            "--disable-pip-version-check",
-            "--no-warn-script-location",
-            "--quiet",
-        ]
-        _run([*pip, "--find-links", str(wheels_dir), *map(str, wheels[1:])], "install the wheels")
-        _run([*pip, "--no-deps", str(wheels[0])], "install pybundle's wheel")
-        _run([str(env / "bin" / COMMAND), "--version"], "run the kept pybundle")
+        pip = offline_pip(make_venv(python, env), wheels_dir)
+        run_step([*pip, *map(str, wheels[1:])], "install the wheels")
+        run_step([*pip, "--no-deps", str(wheels[0])], "install pybundle's wheel")
+        run_step([str(env / "bin" / COMMAND), "--version"], "run the kept pybundle")
         _write_marker(
             env,
             {

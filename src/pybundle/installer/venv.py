@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from typing import Optional
 
 from pybundle.errors import AlreadyExistsError, StorageError, UsageError
 from pybundle.installer.fsops import move_into_place, remove_tree
+from pybundle.installer.pipsteps import make_venv, offline_pip, run_step
 from pybundle.installer.source import BundleSource
 from pybundle.installer.verify import verify_manifest
 from pybundle.installer.wheelhouse import copy_wheelhouse, wheelhouse_for
@@ -58,8 +58,6 @@ __all__ = [
 ]
 
 STAGING_PREFIX = ".pybundle-venv-"
-SUBPROCESS_TIMEOUT = 1800.0
-"""Seconds a venv or pip step may take."""
 
 
 @dataclass(frozen=True)
@@ -114,20 +112,6 @@ def check_venv_destination(dest: Path) -> Path:
     return dest
 
 
-def _run(argv: Sequence[str], what: str) -> None:
-    try:
-        proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise StorageError(f"cannot {what}: {exc}") from exc
-    if proc.returncode != 0:
-        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("ERROR:")]
-        why = (errors or lines or [f"exit status {proc.returncode}"])[-1].strip()
-        raise StorageError(f"cannot {what}: {why}")
-
-
 def _repoint(staging: Path, dest: Path) -> None:
     """Replace the staging path by ``dest`` in the venv's files that record it: regular files
     in ``bin/`` (script ``#!`` lines, activate scripts) and ``pyvenv.cfg``."""
@@ -178,24 +162,12 @@ def create_venv(
             manifest = verify_manifest(source, trusted).manifest
             house: Wheelhouse = wheelhouse_for(manifest, artifact, str(bundle))
             wheels, lock = copy_wheelhouse(source, manifest, house, wheels_dir)
-        _run([str(python), "-I", "-m", "venv", str(staging)], f"create a venv with {python}")
-        env_python = staging / "bin" / "python"
+        env_python = make_venv(python, staging)
         if wheels:
-            _run(
+            run_step(
                 [
-                    str(env_python),
-                    "-I",
-                    "-m",
-                    "pip",
-                    "install",
-                    "--isolated",
-                    "--no-index",
-                    "--disable-pip-version-check",
-                    "--no-warn-script-location",
+                    *offline_pip(env_python, wheels_dir),
                     "--no-compile",
-                    "--quiet",
-                    "--find-links",
-                    str(wheels_dir),
                     "--require-hashes",
                     "-r",
                     str(lock),
@@ -204,7 +176,7 @@ def create_venv(
             )
         _repoint(staging, dest)
         site = staging / "lib"
-        _run(
+        run_step(
             [
                 str(env_python),
                 "-I",
