@@ -72,6 +72,12 @@ class MissingWheelError(ResolutionError):
         self.requirement = requirement
 
 
+class PipMarkersError(ResolutionError):
+    """pip cannot be made to evaluate environment markers for a target other than the
+    interpreter running it (exit 3): the message names pip's version and interpreter
+    (:mod:`pybundle.bundler.pipmarkers`)."""
+
+
 class CatalogError(ResolutionError):
     """The catalog itself cannot be read or does not have the expected format (exit 3)."""
 
