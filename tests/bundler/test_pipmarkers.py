@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from conftest import make_pure_wheel
 from pybundle.bundler.pipmarkers import ENV_VAR, REFUSED
 from pybundle.bundler.wheels import WheelCache, WheelTarget, download_wheels
 from pybundle.errors import PipMarkersError
@@ -35,21 +35,6 @@ APP_REQUIRES = (
 """What the synthetic ``app`` requires; each requirement is a pure wheel of its own."""
 
 
-def make_wheel(directory: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
-    """A minimal pure wheel (PEP 427: ``.dist-info`` with METADATA, WHEEL and RECORD)."""
-    info = f"{name}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
-    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    path = directory / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}.py", "")
-        zf.writestr(f"{info}/METADATA", metadata)
-        zf.writestr(f"{info}/WHEEL", wheel)
-        zf.writestr(f"{info}/RECORD", f"{name}.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n")
-    return path
-
-
 @pytest.fixture
 def links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """pip's options for the synthetic wheels, with this machine's pip configuration out."""
@@ -58,9 +43,9 @@ def links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     directory = tmp_path / "links"
     directory.mkdir()
-    make_wheel(directory, "app", "1.0", APP_REQUIRES)
+    make_pure_wheel(directory, "app", "1.0", APP_REQUIRES)
     for name in ("oldonly", "winonly", "armonly", "notwin", "maconly", "newpatch"):
-        make_wheel(directory, name, "1.0")
+        make_pure_wheel(directory, name, "1.0")
     return ["--no-index", "--find-links", str(directory)]
 
 
