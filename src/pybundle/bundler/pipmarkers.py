@@ -19,8 +19,9 @@ This relies on pip internals (the vendored module and its function name). When t
 there, or the check fails, the runner writes one line starting with :data:`REFUSAL` to stderr
 and exits with :data:`REFUSED`, unless the target's Python ``X.Y``, implementation, OS and
 machine are those of the running interpreter (then pip's own evaluation is right and pip runs
-unpatched). The patch was checked to hold with the pips of the pyenv builds here (22.0.4,
-23.0.1, 23.2.1, 24.2) and with pip 26.3.
+unpatched). Checked with pip 22.0.4, 23.0.1 (both on their pkg_resources metadata backend),
+23.2.1, 24.2 and 26.3: a Windows 3.10 and a Linux aarch64 3.12 target, resolved by each, got
+exactly the dependencies their markers select.
 
 The child side (:func:`main`) imports only the standard library and pip.
 """
