@@ -16,7 +16,7 @@ import pytest
 from conftest import make_pure_wheel
 from pybundle.bundler.pipmarkers import ENV_VAR, REFUSED
 from pybundle.bundler.wheels import WheelCache, WheelTarget, download_wheels
-from pybundle.errors import PipMarkersError
+from pybundle.errors import DownloadError, PipMarkersError
 from pybundle.targets import Target
 
 LINUX_X86 = Target("linux", "x86_64", "gnu")
@@ -88,15 +88,38 @@ def test_requirement_markers_of_the_command_line_are_the_targets_too(
         assert [w.project for w in found] == expected
 
 
-def test_a_resolution_is_remembered_per_marker_environment(tmp_path: Path) -> None:
-    """Targets with the same tags but other markers (another patch version) are other
-    questions; so are records written before markers were part of the key."""
+def test_a_resolution_is_remembered_per_marker_environment(
+    tmp_path: Path, links: list[str]
+) -> None:
+    """When pip fails, only a resolution made for the same markers stands in: not one for a
+    target with the same tags and another patch version, nor a record written before
+    markers were part of the question (which held this machine's markers)."""
+    import hashlib
+    import json
+
+    failing = [sys.executable, "-c", "import sys; sys.exit('ERROR: no index reachable')"]
+    cache = WheelCache(tmp_path / "cache")
     x = WheelTarget.for_interpreter(LINUX_X86, "3.12.1")
     y = WheelTarget.for_interpreter(LINUX_X86, "3.12.4")
     assert x.platforms == y.platforms and x.abis == y.abis
-    cache = WheelCache(tmp_path / "cache")
-    assert cache._set_path(["app"], x) != cache._set_path(["app"], y)
-    assert dict(x.markers)["python_full_version"] == "3.12.1"
+    first = download_wheels(["app"], x, cache, options=links)
+    assert download_wheels(["app"], x, cache, options=links, pip=failing) == first
+    with pytest.raises(DownloadError, match="no index reachable"):
+        download_wheels(["app"], y, cache, options=links, pip=failing)
+    # the record an earlier release kept for y: its question had no markers
+    question = {
+        "requirements": [*links, "app"],
+        "target": {"python_version": "3.12", "implementation": "cp",
+                   "abis": list(y.abis), "platforms": list(y.platforms)},
+    }  # fmt: skip
+    name = hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()
+    wheels = [{"file_name": w.file_name, "size": w.size, "sha256": w.sha256} for w in first]
+    (cache.sets / f"{name}.json").write_text(json.dumps({**question, "wheels": wheels}))
+    with pytest.raises(DownloadError, match="no index reachable"):
+        download_wheels(["app"], y, cache, options=links, pip=failing)
+
+
+def test_the_marker_environment_of_a_windows_target() -> None:
     assert dict(WheelTarget.for_interpreter(WINDOWS, "3.12").markers) == {
         "implementation_name": "cpython",
         "implementation_version": "3.12.0",
@@ -110,6 +133,10 @@ def test_a_resolution_is_remembered_per_marker_environment(tmp_path: Path) -> No
         "python_version": "3.12",
         "sys_platform": "win32",
     }
+    assert (
+        dict(WheelTarget.for_interpreter(MAC_ARM, "3.13.0rc2").markers)["python_full_version"]
+        == "3.13.0rc2"
+    )
 
 
 SITECUSTOMIZE = """
