@@ -1,9 +1,10 @@
 """Wheels for one target platform: resolved and downloaded by pip, kept content-addressed in the
 bundle cache.
 
-:func:`download_wheels` runs ``python -m pip download --only-binary=:all: --platform ...
+:func:`download_wheels` runs ``pip download --only-binary=:all: --platform ...
 --python-version ... --implementation ... --abi ...`` (pip's documented route to wheels for
-another platform; ``pip download --help``) as a subprocess of the running interpreter, so the
+another platform; ``pip download --help``) as a subprocess of the running interpreter (pip's
+own entry point, through :mod:`pybundle.bundler.pipmarkers`: see below), so the
 user's index settings apply as pip reads them (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``,
 ``pip.conf``, proxies, certificates, ``PIP_CONSTRAINT`` to pin versions). pip resolves the
 requirements and their dependencies for the target; every file it saves must be a wheel whose
