@@ -360,6 +360,27 @@ def tar_link(name: str, target: str, hard: bool = False) -> tuple[tarfile.TarInf
     return info, None
 
 
+def make_pure_wheel(
+    directory: Path, name: str, version: str, requires: tuple[str, ...] = ()
+) -> Path:
+    """A minimal pure wheel ``NAME-VERSION-py3-none-any.whl`` in ``directory`` (PEP 427:
+    a ``.dist-info`` with METADATA, whose ``Requires-Dist`` lines are ``requires``, WHEEL and
+    RECORD), enough for pip to resolve and install it."""
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}.py", "")
+        zf.writestr(f"{info}/METADATA", metadata)
+        zf.writestr(f"{info}/WHEEL", wheel)
+        zf.writestr(f"{info}/RECORD", f"{name}.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n")
+    return path
+
+
 def tiny_interpreter_members(
     prefix: str = "/opt/fake",
 ) -> list[tuple[tarfile.TarInfo, bytes | None]]:

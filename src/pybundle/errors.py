@@ -12,7 +12,8 @@ code  class                       meaning
 1     PybundleError               unexpected failure (a bug, or an error we did not classify)
 2     UsageError                  bad command line: unknown flag, conflicting options
 3     ResolutionError             a requested version or platform is not in the catalog, or
-                                  (MissingWheelError) a requirement has no wheel for a target
+                                  (MissingWheelError) a requirement has no wheel for a target,
+                                  (PipMarkersError) pip's markers cannot be set for a target
 4     DownloadError               network or HTTP failure while fetching a catalog or archive
 5     IntegrityError              trust or integrity failure: bad/absent signature, unknown
                                   key, hash mismatch, malformed or schema-invalid manifest
@@ -70,6 +71,12 @@ class MissingWheelError(ResolutionError):
     def __init__(self, message: str, requirement: str = "") -> None:
         super().__init__(message)
         self.requirement = requirement
+
+
+class PipMarkersError(ResolutionError):
+    """pip cannot be made to evaluate environment markers for a target other than the
+    interpreter running it (exit 3): the message names pip's version and interpreter
+    (:mod:`pybundle.bundler.pipmarkers`)."""
 
 
 class CatalogError(ResolutionError):

@@ -939,3 +939,68 @@ def test_wheels_export_works_with_uv_offline(world: World, tmp_path: Path) -> No
         text=True,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_each_wheelhouse_gets_the_dependencies_its_markers_select(tmp_path: Path) -> None:
+    """``bundle --with app`` for 3.10 and 3.12 x linux x86_64/aarch64, macOS arm64 and
+    Windows x64 (tiny archives, a directory catalog): ``app``'s dependencies behind
+    ``python_version``, ``python_full_version``, ``sys_platform``, ``platform_system`` and
+    ``platform_machine`` markers are those of each target, not of this machine (synthetic
+    pure wheels, pip offline)."""
+    from conftest import make_pure_wheel
+
+    env = clean_env(tmp_path / "home")
+    key = generate_secret_key()
+    secret = tmp_path / "ops.key"
+    secret.write_text(key.to_file_text())
+    secret.chmod(0o600)
+    links = tmp_path / "links"
+    links.mkdir()
+    make_pure_wheel(links, "app", "1.0", (
+        'oldonly; python_version < "3.11"',
+        'winonly; sys_platform == "win32"',
+        'armonly; platform_machine == "aarch64"',
+        'notwin; sys_platform != "win32"',
+        'maconly; platform_system == "Darwin"',
+        'newpatch; python_full_version >= "3.12.1"',
+    ))  # fmt: skip
+    for name in ("oldonly", "winonly", "armonly", "notwin", "maconly", "newpatch"):
+        make_pure_wheel(links, name, "1.0")
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    sums = ""
+    for triple in ("aarch64-apple-darwin", "x86_64-pc-windows-msvc", "x86_64-unknown-linux-gnu",
+                   "aarch64-unknown-linux-gnu"):  # fmt: skip
+        arm_catalog(tmp_path / triple, ("3.10.13", "3.12.1"), triple)
+        for p in (tmp_path / triple).iterdir():
+            if p.name == "SHA256SUMS":
+                sums += p.read_text()
+            else:
+                shutil.copy(p, catalog / p.name)
+    (catalog / "SHA256SUMS").write_text(sums)
+    out = tmp_path / "markers.pybundle"
+    ok(
+        cli(
+            env, "bundle", "--catalog", str(catalog), "--versions", "3.10,3.12",
+            "--platform", "linux-x86_64,linux-aarch64,macos-aarch64,windows-x86_64",
+            "--with", "app", "--no-index", "--find-links", str(links),
+            "--cache-dir", str(tmp_path / "cache"), "--sign-key", str(secret), "-o", str(out),
+        )
+    )  # fmt: skip
+    with zipfile.ZipFile(out) as zf:
+        manifest = Manifest.from_bytes(zf.read("pybundle.json"), str(out))
+    section = manifest.wheelhouses
+    assert section is not None
+    got = {
+        t.key: {section.wheel(m).file_name.split("-")[0] for m in t.wheels} for t in section.targets
+    }
+    expected = {
+        "linux-x86_64-gnu": {"notwin"},
+        "linux-aarch64-gnu": {"notwin", "armonly"},
+        "macos-aarch64-none": {"notwin", "maconly"},
+        "windows-x86_64-none": {"winonly"},
+    }
+    assert got == {
+        **{f"cpython-3.10-{k}": {"app", "oldonly", *v} for k, v in expected.items()},
+        **{f"cpython-3.12-{k}": {"app", "newpatch", *v} for k, v in expected.items()},
+    }

@@ -110,12 +110,15 @@ def plan_wheelhouses(
     interpreters: Sequence[tuple[Target, str, str, str, str]],
 ) -> list[WheelhousePlan]:
     """Group ``interpreters`` (``(target, version, implementation, variant, label)``) into
-    wheelhouses, sorted by key. Raises UsageError for an interpreter that is not CPython (the
-    message names it), ResolutionError for a platform no binary wheels exist for (armv7
+    wheelhouses, sorted by key; a wheelhouse's markers take the lowest full ``version`` of its
+    interpreters as ``python_full_version``. Raises UsageError for an interpreter that is not
+    CPython (the message names it), ResolutionError for a platform no binary wheels exist for (armv7
     soft-float; :meth:`~pybundle.bundler.wheels.WheelTarget.for_interpreter`).
     """
     groups: dict[str, tuple[str, Target, WheelTarget, list[str]]] = {}
-    for target, version, implementation, variant, label in interpreters:
+    for target, version, implementation, variant, label in sorted(
+        interpreters, key=lambda i: _version_order(i[1])
+    ):
         if implementation != "cpython":
             raise UsageError(
                 f"-r/--with: wheels are resolved for CPython only, and the bundle holds "
@@ -123,13 +126,18 @@ def plan_wheelhouses(
             )
         platform = Target(target.os, target.arch, target.libc)
         minor = _minor(version)
-        wheel_target = WheelTarget.for_interpreter(platform, minor, variant=variant)
+        # the lowest full version of the group sets the markers' python_full_version
+        wheel_target = WheelTarget.for_interpreter(platform, version, variant=variant)
         key = wheelhouse_key(minor, platform, variant.startswith("freethreaded"))
         groups.setdefault(key, (minor, platform, wheel_target, []))[3].append(label)
     return [
         WheelhousePlan(key, minor, platform, wt, tuple(labels))
         for key, (minor, platform, wt, labels) in sorted(groups.items())
     ]
+
+
+def _version_order(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
 
 
 @dataclass

@@ -1,21 +1,23 @@
 """Wheels for one target platform: resolved and downloaded by pip, kept content-addressed in the
 bundle cache.
 
-:func:`download_wheels` runs ``python -m pip download --only-binary=:all: --platform ...
+:func:`download_wheels` runs ``pip download --only-binary=:all: --platform ...
 --python-version ... --implementation ... --abi ...`` (pip's documented route to wheels for
-another platform; ``pip download --help``) as a subprocess of the running interpreter, so the
+another platform; ``pip download --help``) as a subprocess of the running interpreter (pip's
+own entry point, through :mod:`pybundle.bundler.pipmarkers`: see below), so the
 user's index settings apply as pip reads them (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``,
 ``pip.conf``, proxies, certificates, ``PIP_CONSTRAINT`` to pin versions). pip resolves the
 requirements and their dependencies for the target; every file it saves must be a wheel whose
 tags the target supports (:meth:`WheelTarget.tags`, computed with :mod:`packaging.tags`), or the
-call fails. pip evaluates environment markers (``python_version``, ``sys_platform``,
-``platform_system``, ``platform_machine``, ...) against the interpreter that runs it, not the
-target: ``--python-version`` and ``--platform`` only select wheels and check
-``Requires-Python`` (a limitation of pip, checked with pip 26.3: ``demo`` requiring ``oldonly;
-python_version < "3.11"`` and ``winonly; sys_platform == "win32"`` got neither for a 3.10
-manylinux target nor for a 3.12 ``win_amd64`` one, run by 3.11 on Linux). A dependency only
-behind a marker that holds on the target but not here (``colorama; platform_system ==
-"Windows"``) is therefore not resolved unless it is required directly.
+call fails. Left alone, pip evaluates environment markers (``python_version``,
+``sys_platform``, ``platform_system``, ``platform_machine``, ...) against the interpreter that
+runs it, not the target: ``--python-version`` and ``--platform`` only select wheels and check
+``Requires-Python`` (checked with pip 26.3: ``demo`` requiring ``oldonly; python_version <
+"3.11"`` and ``winonly; sys_platform == "win32"`` got neither for a 3.10 manylinux target nor
+for a 3.12 ``win_amd64`` one, run by 3.11 on Linux). So pip is run through
+:mod:`pybundle.bundler.pipmarkers`, which sets pip's marker environment to the target's
+(:attr:`WheelTarget.markers`) and refuses (:class:`~pybundle.errors.PipMarkersError`, exit 3)
+when the installed pip does not let it and the target is not this interpreter.
 
 Cache layout, beside ``archives/`` under the bundle cache root (:mod:`pybundle.bundler.cache`)::
 
@@ -38,7 +40,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
@@ -53,10 +54,18 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from pybundle.bundler.pipmarkers import (
+    ENV_VAR,
+    REFUSAL,
+    REFUSED,
+    marker_environment,
+    runner_command,
+)
 from pybundle.errors import (
     DownloadError,
     HashMismatchError,
     MissingWheelError,
+    PipMarkersError,
     ResolutionError,
     StorageError,
 )
@@ -74,6 +83,9 @@ WHEELS_DIR = "wheels"
 SETS_DIR = "wheel-sets"
 PIP_TIMEOUT = 1800.0
 """Seconds a pip run may take before it is stopped."""
+
+_FULL_VERSION = re.compile(r"\d+\.\d+\.\d+((a|b|rc)\d+)?")
+"""A full CPython version as ``platform.python_version()`` gives it."""
 
 _TAG_ARCH: dict[str, str] = {
     "x86_64": "x86_64",
@@ -122,14 +134,17 @@ class WheelTarget:
 
     ``python_version`` is ``"3.12"``; ``implementation`` pip's short name (``cp`` for CPython);
     ``abis`` the ABI tags accepted, best first (``cp312``, ``abi3``, ``none``); ``platforms``
-    the platform tags accepted, best first (``manylinux_2_17_x86_64``, ...). Build one with
-    :meth:`for_interpreter`.
+    the platform tags accepted, best first (``manylinux_2_17_x86_64``, ...); ``markers`` the
+    target's PEP 508 marker environment as sorted ``(name, value)`` pairs
+    (:func:`pybundle.bundler.pipmarkers.marker_environment`), which pip evaluates requirement
+    and dependency markers against. Build one with :meth:`for_interpreter`.
     """
 
     python_version: str
     implementation: str
     abis: tuple[str, ...]
     platforms: tuple[str, ...]
+    markers: tuple[tuple[str, str], ...]
 
     @classmethod
     def for_interpreter(
@@ -146,7 +161,8 @@ class WheelTarget:
         on macOS, :func:`packaging.tags.mac_platforms` from :data:`MACOS_FLOOR` down (with the
         ``universal2`` and other fat tags that hold the arch); on Windows, ``win_amd64``,
         ``win32`` or ``win_arm64``. Free-threaded builds take ``cp313t`` and no ``abi3``
-        (PEP 703).
+        (PEP 703). The markers' ``python_full_version`` is ``version`` when it is a full one
+        (``3.12.1``, ``3.14.0rc2``), else ``X.Y.0``.
 
         Raises ResolutionError for what has no binary wheels: an implementation other than
         CPython, armv7 soft-float (``gnueabi``), an arch or OS without wheel tags here.
@@ -157,6 +173,10 @@ class WheelTarget:
         minor = f"{parts[0]}.{parts[1]}"
         if implementation != "cpython":
             raise ResolutionError(f"no wheels are resolved for {implementation} (CPython only)")
+        if target.os not in ("linux", "darwin", "windows"):
+            raise ResolutionError(f"no binary wheels exist for {target.friendly}")
+        full = version if _FULL_VERSION.fullmatch(version) else f"{minor}.0"
+        markers = tuple(sorted(marker_environment(target, minor, full).items()))
         nodot = minor.replace(".", "")
         if variant.startswith("freethreaded"):
             abis: tuple[str, ...] = (f"cp{nodot}t", "none")
@@ -165,9 +185,9 @@ class WheelTarget:
         if target.os == "darwin" and target.arch in MACOS_FLOOR:
             floor = MACOS_FLOOR[target.arch]
             platforms = tuple(mac_platforms(floor, _MAC_ARCH[target.arch]))
-            return cls(minor, "cp", abis, platforms)
+            return cls(minor, "cp", abis, platforms, markers)
         if target.os == "windows" and target.arch in _WINDOWS_PLATFORM:
-            return cls(minor, "cp", abis, (_WINDOWS_PLATFORM[target.arch],))
+            return cls(minor, "cp", abis, (_WINDOWS_PLATFORM[target.arch],), markers)
         arch = _TAG_ARCH.get(target.arch)
         if target.os != "linux" or arch is None or target.libc == "gnueabi":
             raise ResolutionError(f"no binary wheels exist for {target.friendly}")
@@ -182,7 +202,7 @@ class WheelTarget:
                 if legacy:
                     names.append(f"{legacy}_{arch}")
             platforms = tuple(names)
-        return cls(minor, "cp", abis, platforms)
+        return cls(minor, "cp", abis, platforms, markers)
 
     @property
     def version_tuple(self) -> tuple[int, int]:
@@ -395,17 +415,22 @@ class WheelCache:
 
 
 def _target_json(target: WheelTarget) -> dict[str, object]:
+    # "markers": resolutions remembered before pip evaluated them for the target (which
+    # lack the key, and so hash to other names) are never reused
     return {
         "python_version": target.python_version,
         "implementation": target.implementation,
         "abis": list(target.abis),
         "platforms": list(target.platforms),
+        "markers": dict(target.markers),
     }
 
 
 def pip_command() -> list[str]:
-    """How pip is run: the running interpreter's pip module (``python -m pip``)."""
-    return [sys.executable, "-m", "pip"]
+    """How pip is run: the running interpreter's pip, through
+    :mod:`pybundle.bundler.pipmarkers` (which takes the target's markers from the
+    environment variable it names)."""
+    return runner_command()
 
 
 def download_wheels(
@@ -428,10 +453,11 @@ def download_wheels(
     resolution of the same question, that is returned and ``on_warning`` hears why. Raises
     MissingWheelError when pip says a requirement has no matching distribution and reached
     its indexes (no retry or fetch warnings: otherwise that is a download failure) (exit 3; its
-    ``requirement`` is pip's spelling, ``bcrypt==5.0.0``), DownloadError (pip failed, nothing
-    remembered; the message ends with pip's last error line), ResolutionError (pip saved a
-    file that is not a wheel for ``target``), StorageError. Interrupted (KeyboardInterrupt),
-    pip is stopped and its download directory removed.
+    ``requirement`` is pip's spelling, ``bcrypt==5.0.0``), PipMarkersError (exit 3: pip cannot
+    be made to evaluate markers for ``target``; no remembered answer stands in), DownloadError
+    (pip failed, nothing remembered; the message ends with pip's last error line),
+    ResolutionError (pip saved a file that is not a wheel for ``target``), StorageError.
+    Interrupted (KeyboardInterrupt), pip is stopped and its download directory removed.
     """
     if not requirements and not options:
         return []
@@ -455,10 +481,14 @@ def download_wheels(
             *options,
             *requirements,
         ]
+        env = {**os.environ, ENV_VAR: json.dumps(dict(target.markers))}
         try:
             proc = subprocess.run(
-                argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False
+                argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False, env=env
             )
+            if proc.returncode == REFUSED and REFUSAL in proc.stderr:
+                why = proc.stderr.split(REFUSAL, 1)[1].splitlines()[0]
+                raise PipMarkersError(f"cannot resolve wheels for {target.describe()}: {why}")
             failure = None if proc.returncode == 0 else _last_error(proc.stderr, proc.returncode)
             if failure is not None:
                 missing = _no_distribution(proc.stderr)
