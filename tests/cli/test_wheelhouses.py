@@ -616,6 +616,51 @@ def test_dry_run_shows_per_target_counts_bytes_and_savings(
     assert [t["wheels"] for t in doc["wheelhouses"]["targets"]] == [5, 5]
 
 
+def test_a_uv_users_find_links_and_index_variables_reach_pip(
+    small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
+) -> None:
+    env, catalog, links, secret = small
+    args = ["bundle", "--catalog", str(catalog), "--versions", "3.12", "--platform", "linux-x86_64",
+            "--with", "idna", "--no-index", "--cache-dir", str(tmp_path / "cache"),
+            "--sign-key", str(secret), "-o", str(tmp_path / "x.pybundle"), "--dry-run"]  # fmt: skip
+    # no wheel source at all: pip finds nothing
+    assert cli(env, *args).returncode == 3
+    # UV_FIND_LINKS (comma-separated, as uv reads it) is where the wheels are
+    found = cli({**env, "UV_FIND_LINKS": f"{tmp_path / 'nothing'},{links}"}, *args)
+    assert found.returncode == 0, found.stderr
+    assert "wheelhouses: 1 target, 1 wheel file stored" in found.stdout
+    # pip's own variable wins over uv's: PIP_FIND_LINKS pointing nowhere is what pip gets
+    hidden = cli(
+        {**env, "UV_FIND_LINKS": str(links), "PIP_FIND_LINKS": str(tmp_path / "nothing")}, *args
+    )
+    assert hidden.returncode == 3, hidden.stderr
+
+
+def test_uv_index_variables_become_pip_options_unless_pip_or_the_command_line_sets_them() -> None:
+    from pybundle.bundler.wheels import uv_index_options
+
+    uv = {
+        "UV_DEFAULT_INDEX": "https://mirror.example/simple",
+        "UV_INDEX": "internal=https://pkgs.example/simple https://other.example/simple?a=b",
+        "UV_EXTRA_INDEX_URL": "https://extra.example/simple",
+        "UV_FIND_LINKS": "/srv/wheels, /opt/more",
+    }
+    assert uv_index_options(uv) == [
+        "--index-url", "https://mirror.example/simple",
+        "--extra-index-url", "https://pkgs.example/simple",
+        "--extra-index-url", "https://other.example/simple?a=b",
+        "--extra-index-url", "https://extra.example/simple",
+        "--find-links", "/srv/wheels", "--find-links", "/opt/more",
+    ]  # fmt: skip
+    assert uv_index_options({"UV_INDEX_URL": "https://old.example/simple"}) == [
+        "--index-url",
+        "https://old.example/simple",
+    ]
+    pip_set = {**uv, "PIP_INDEX_URL": "https://pip.example/simple", "PIP_FIND_LINKS": "/w"}
+    assert uv_index_options(pip_set, ["--extra-index-url", "https://cli.example/simple"]) == []
+    assert uv_index_options({}) == []
+
+
 def test_a_bundle_without_requirements_is_as_before(
     small: tuple[dict[str, str], Path, Path, Path], tmp_path: Path
 ) -> None:

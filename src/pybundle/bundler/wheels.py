@@ -41,7 +41,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,7 @@ __all__ = [
     "WheelCache",
     "WheelTarget",
     "download_wheels",
+    "uv_index_options",
 ]
 
 WHEELS_DIR = "wheels"
@@ -424,6 +425,41 @@ def _target_json(target: WheelTarget) -> dict[str, object]:
         "platforms": list(target.platforms),
         "markers": dict(target.markers),
     }
+
+
+def uv_index_options(environ: Mapping[str, str], given: Sequence[str] = ()) -> list[str]:
+    """pip options for the index settings a uv user has in the environment, so that
+    ``bundle -r`` reaches the same indexes ``uv pip install`` would. uv's variables (uv docs,
+    reference/environment): ``UV_DEFAULT_INDEX`` (or the older ``UV_INDEX_URL``), the default
+    index, becomes ``--index-url``; ``UV_INDEX`` (space-separated, each ``URL`` or
+    ``NAME=URL``) and ``UV_EXTRA_INDEX_URL`` (space-separated) become ``--extra-index-url``;
+    ``UV_FIND_LINKS`` (comma-separated) becomes ``--find-links``.
+
+    pip's own settings win: an option is taken from uv's variables only when it is neither in
+    ``given`` (the options on pybundle's command line) nor set by pip's variable for it
+    (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_FIND_LINKS``), since an option on
+    pip's command line would hide pip's variable. pip.conf settings are not seen here: with
+    uv's variables set they are overridden, as uv would ignore pip.conf too."""
+    options: list[str] = []
+
+    def wanted(option: str, pip_variable: str) -> bool:
+        return option not in given and not environ.get(pip_variable, "").strip()
+
+    default = (environ.get("UV_DEFAULT_INDEX") or environ.get("UV_INDEX_URL") or "").strip()
+    if default and wanted("--index-url", "PIP_INDEX_URL"):
+        options += ["--index-url", default]
+    if wanted("--extra-index-url", "PIP_EXTRA_INDEX_URL"):
+        for entry in environ.get("UV_INDEX", "").split():
+            name, sep, url = entry.partition("=")
+            url = url if sep and "://" not in name else entry
+            options += ["--extra-index-url", url]
+        for url in environ.get("UV_EXTRA_INDEX_URL", "").split():
+            options += ["--extra-index-url", url]
+    if wanted("--find-links", "PIP_FIND_LINKS"):
+        for link in environ.get("UV_FIND_LINKS", "").split(","):
+            if link.strip():
+                options += ["--find-links", link.strip()]
+    return options
 
 
 def pip_command() -> list[str]:

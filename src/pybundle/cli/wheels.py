@@ -4,6 +4,7 @@ lines ``bundle``, ``bundle --dry-run`` and ``inspect`` print about wheelhouses, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -104,6 +105,9 @@ def wheel_request(
                 "--allow-missing-wheels go with -r/--requirements or --with"
             )
         return None
+    from pybundle.bundler.wheels import uv_index_options
+
+    options += uv_index_options(os.environ, options)  # a uv user's index settings
     return WheelRequest(
         tuple(Path(p).absolute() for p in requirements),
         tuple(packages),
