@@ -46,9 +46,17 @@ pytestmark = pytest.mark.slow
 
 def clean_env(home: Path) -> dict[str, str]:
     """This process's environment without the machine's pip configuration (PIP_* variables,
-    pip.conf: the index and find-links of this machine must not leak into the tests), with
-    pybundle's state, links and cache in ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    pip.conf, and uv's index variables, which bundle passes on: the index and find-links of
+    this machine must not leak into the tests), with pybundle's state, links and cache in
+    ``home``."""
+    uv_index = (
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX_URL",
+        "UV_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k not in uv_index}
     env.update(
         PIP_CONFIG_FILE=os.devnull,
         PYBUNDLE_STATE_DIR=str(home / "state"),
