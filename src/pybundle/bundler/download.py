@@ -61,7 +61,7 @@ from urllib3.util.retry import Retry
 
 from pybundle import __version__
 from pybundle.bundler.cache import Cache, entry_key
-from pybundle.bundler.stopping import Stopped, check, pause
+from pybundle.bundler.stopping import JOIN_POLL, Stopped, check, pause
 from pybundle.errors import DownloadError, HashMismatchError, StorageError
 from pybundle.hashing import CHUNK_SIZE
 
@@ -594,6 +594,10 @@ class Downloader:
             for key, item in unique.items():
                 futures[key] = pool.submit(self._fetch_then, item, after)
             for key, future in futures.items():
+                # a timed wait, so that a signal the kernel handed to a download thread still
+                # reaches this (main) thread's handler promptly (see stopping.JOIN_POLL)
+                while not wait([future], timeout=JOIN_POLL).done:
+                    pass
                 try:
                     results[key] = future.result()
                 except Exception as exc:

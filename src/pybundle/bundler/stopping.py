@@ -42,6 +42,10 @@ def pause(stop: Optional[threading.Event], seconds: float) -> None:
         raise Stopped
 
 
+JOIN_POLL = 0.05
+"""Seconds between the checks for a pending signal while :func:`run_stoppable` waits."""
+
+
 def run_stoppable(work: Callable[[threading.Event], T], name: str) -> T:
     """Run ``work(stop)`` in a daemon thread while this thread waits, and return its result or
     raise its exception. An exception raised in this thread while it waits (Ctrl-C, the CLI's
@@ -61,7 +65,12 @@ def run_stoppable(work: Callable[[threading.Event], T], name: str) -> T:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
-        thread.join()
+        # Not join() alone: the kernel may hand SIGINT/SIGTERM to another thread of the process
+        # (the worker, or zstd's own compression threads), and a main thread asleep in an
+        # untimed wait is then never woken to run the Python handler. A timed wait returns to
+        # the interpreter, which runs pending handlers, every JOIN_POLL seconds.
+        while thread.is_alive():
+            thread.join(JOIN_POLL)
     except BaseException:
         stop.set()
         raise
