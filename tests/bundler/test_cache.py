@@ -16,6 +16,7 @@ import pytest
 from conftest import RealArchive, catalog_entry
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.download import DownloadItem, fetch
+from pybundle.errors import StorageError
 
 UV = Path(sys.executable).parent / "uv"
 
@@ -171,3 +172,14 @@ def test_uv_installs_offline_from_the_exported_cache(
     assert "hash mismatch" in refused.stderr.lower(), refused.stderr
     assert a.sha256 in refused.stderr and hashlib.sha256(impostor).hexdigest() in refused.stderr
     assert not (tmp_path / "installs-2" / f"cpython-{v}-linux-x86_64-gnu").exists()
+
+
+def test_a_cached_archive_that_cannot_be_read_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """As for wheels: a read that fails with EIO (a link to /proc/self/mem) is a storage error."""
+    cache = Cache(tmp_path / "cache")
+    digest = "cd" * 32
+    entry = cache.path_for(digest, "cpython-3.12.1-install_only.tar.gz")
+    entry.symlink_to("/proc/self/mem")
+    with pytest.raises(StorageError) as caught:
+        cache.lookup(digest, "cpython-3.12.1-install_only.tar.gz")
+    assert str(caught.value).startswith(f"{entry}: cannot read: ")

@@ -13,7 +13,7 @@ from packaging.tags import Tag
 
 from pybundle.bundler.selfinstall import INSTALLER_REQUIREMENTS
 from pybundle.bundler.wheels import Wheel, WheelCache, WheelTarget, download_wheels
-from pybundle.errors import DownloadError, MissingWheelError, ResolutionError
+from pybundle.errors import DownloadError, MissingWheelError, ResolutionError, StorageError
 from pybundle.targets import Target
 
 X86 = Target("linux", "x86_64", "gnu")
@@ -405,3 +405,16 @@ def test_real_pip_takes_the_macos_and_windows_platform_options(
         names(win, "3.11", "markupsafe==3.0.3")
     with pytest.raises(MissingWheelError, match=re.escape("bcrypt==5.0.0 for cp312 on win32")):
         names(Target("windows", "i686", "none"), "3.12", "bcrypt==5.0.0")
+
+
+def test_a_cached_wheel_that_cannot_be_read_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """An entry whose read fails with EIO (a link to /proc/self/mem: a regular file whose
+    first page is never mapped) is reported as a storage problem, not a crash."""
+    cache = WheelCache(tmp_path / "cache")
+    digest = "ab" * 32
+    entry = cache.path_for(digest, "demo-1.0-py3-none-any.whl")
+    entry.symlink_to("/proc/self/mem")
+    with pytest.raises(StorageError) as caught:
+        cache.lookup(digest, "demo-1.0-py3-none-any.whl")
+    assert str(caught.value).startswith(f"{entry}: cannot read: ")
+    assert "\n" not in str(caught.value)

@@ -91,6 +91,30 @@ class CleanReport:
     busy: int
 
 
+def verified_hit(path: Path, sha256: str, size: int | None) -> Path | None:
+    """``path`` if it is a regular file whose bytes hash to ``sha256`` (and, when given, whose
+    size is ``size`` bytes), else None.
+
+    The check shared by every verify-on-hit cache (archives, wheels): a present file that fails
+    it is deleted (evicted) and None is returned; a hit gets its modification time refreshed
+    (its last use, which ``cache clean --older-than`` reads). Raises StorageError naming
+    ``path`` when the file cannot be read (:func:`pybundle.hashing.sha256_file`) or evicted.
+    """
+    if not path.is_file():
+        return None
+    try:
+        check_digest(str(path), sha256_file(path), sha256, size)
+    except HashMismatchError:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot evict a damaged cache entry: {exc}") from exc
+        return None
+    with suppress(OSError):
+        os.utime(path)
+    return path
+
+
 class Cache:
     """A content-addressed store of verified archives under ``root`` (see the module docstring).
 
@@ -166,26 +190,9 @@ class Cache:
     def lookup(self, sha256: str, file_name: str, size: int | None = None) -> Path | None:
         """Return the cached path if present and its bytes still hash to ``sha256``.
 
-        Call it under the entry's lock. A present file that fails the check is deleted (evicted)
-        and None is returned; a hit gets its modification time refreshed (last use).
-        Raises StorageError when the file cannot be read or evicted.
+        Call it under the entry's lock. See :func:`verified_hit` (eviction, last use, errors).
         """
-        path = self.path_for(sha256, file_name)
-        if not path.is_file():
-            return None
-        try:
-            check_digest(str(path), sha256_file(path), sha256, size)
-        except HashMismatchError:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise StorageError(f"{path}: cannot evict a damaged cache entry: {exc}") from exc
-            return None
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot read the cached archive: {exc}") from exc
-        with suppress(OSError):
-            os.utime(path)
-        return path
+        return verified_hit(self.path_for(sha256, file_name), sha256, size)
 
     def commit(self, temp: Path, sha256: str, file_name: str) -> Path:
         """Give a verified temporary file its final name (atomic rename); returns that path."""

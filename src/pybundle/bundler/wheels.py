@@ -54,6 +54,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from pybundle.bundler.cache import verified_hit
 from pybundle.bundler.pipmarkers import (
     ENV_VAR,
     REFUSAL,
@@ -63,13 +64,12 @@ from pybundle.bundler.pipmarkers import (
 )
 from pybundle.errors import (
     DownloadError,
-    HashMismatchError,
     MissingWheelError,
     PipMarkersError,
     ResolutionError,
     StorageError,
 )
-from pybundle.hashing import check_digest, sha256_file
+from pybundle.hashing import sha256_file
 from pybundle.targets import Target
 
 __all__ = [
@@ -292,20 +292,7 @@ class WheelCache:
     def lookup(self, sha256: str, file_name: str, size: Optional[int] = None) -> Optional[Path]:
         """The cached wheel if present and its bytes still hash to ``sha256``; a file that no
         longer does is evicted (None). Raises StorageError when it cannot be read or evicted."""
-        path = self.path_for(sha256, file_name)
-        if not path.is_file():
-            return None
-        try:
-            check_digest(str(path), sha256_file(path), sha256, size)
-        except HashMismatchError:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise StorageError(f"{path}: cannot evict a damaged cache entry: {exc}") from exc
-            return None
-        with suppress(OSError):
-            os.utime(path)
-        return path
+        return verified_hit(self.path_for(sha256, file_name), sha256, size)
 
     def add(self, path: Path) -> Wheel:
         """Hash the wheel file ``path`` and give it its final name (an intact copy already
