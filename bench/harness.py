@@ -30,13 +30,66 @@ class Sample:
     """One measured child process: wall time and its own resource usage (``os.wait4``).
 
     ``maxrss_mb`` is the peak resident set of the child or of any descendant it waited for
-    (Linux merges reaped children's peaks into the parent's); CPU seconds include them too.
+    (Linux merges reaped children's peaks into the parent's); CPU seconds include them too. It
+    is never below the launcher's own size (about 11 MB, see _LAUNCHER).
     """
 
     seconds: float
     maxrss_mb: float
     user: float
     system: float
+
+
+_LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    req = json.loads(line)
+    with open(req["log"], "wb") as out:
+        started = time.perf_counter()
+        try:
+            proc = subprocess.Popen(req["argv"], env=req["env"], cwd=req["cwd"],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            print(json.dumps({"error": str(exc)}), flush=True)
+            continue
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed, "code": os.waitstatus_to_exitcode(status),
+                      "maxrss_kb": usage.ru_maxrss, "user": usage.ru_utime,
+                      "system": usage.ru_stime}), flush=True)
+"""
+"""The process that starts every measured child (``python -S``, a few MB). Linux counts the
+memory of the process that forks into the child's ``ru_maxrss`` (vfork and posix_spawn
+included: the child's peak is taken when its ``exec`` drops the forked image), so children
+forked by the suite itself, which grows to hundreds of MB, would all report the suite's size
+as their peak RSS. Measured before this launcher existed: every ``rss-*`` row read 203 MB."""
+
+_launcher: subprocess.Popen[str] | None = None
+_launcher_lock = threading.Lock()
+
+
+def _launch(request: dict[str, Any]) -> dict[str, Any]:
+    """Send one request to the launcher (started at first use) and return its answer."""
+    global _launcher
+    import json
+    import sys
+
+    with _launcher_lock:
+        if _launcher is None or _launcher.poll() is not None:
+            _launcher = subprocess.Popen(
+                [sys.executable, "-S", "-c", _LAUNCHER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert _launcher.stdin is not None and _launcher.stdout is not None
+        _launcher.stdin.write(json.dumps(request) + "\n")
+        _launcher.stdin.flush()
+        answer = _launcher.stdout.readline()
+    if not answer:
+        raise CommandFailed(f"the launcher stopped while running {' '.join(request['argv'])}")
+    result: dict[str, Any] = json.loads(answer)
+    return result
 
 
 def run_child(
@@ -46,27 +99,25 @@ def run_child(
     cwd: Path | None = None,
     log: Path | None = None,
 ) -> Sample:
-    """Run ``argv`` to completion in a fresh child; raise CommandFailed on a non-zero exit."""
+    """Run ``argv`` to completion in a fresh child (started by the launcher, see _LAUNCHER:
+    its peak RSS is its own); raise CommandFailed on a non-zero exit."""
     out_path = log or Path(os.devnull)
-    with open(out_path, "wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    answer = _launch(
+        {
+            "argv": list(argv),
+            "env": dict(env) if env is not None else dict(os.environ),
+            "cwd": str(cwd) if cwd is not None else None,
+            "log": str(out_path),
+        }
+    )
+    if "error" in answer:
+        raise CommandFailed(f"{' '.join(argv)} could not start: {answer['error']}")
+    if answer["code"] != 0:
         tail = ""
         if log is not None and log.exists():
             tail = log.read_text(errors="replace")[-2000:]
-        raise CommandFailed(f"{' '.join(argv)} exited {proc.returncode}\n{tail}")
-    return Sample(elapsed, usage.ru_maxrss / 1024.0, usage.ru_utime, usage.ru_stime)
+        raise CommandFailed(f"{' '.join(argv)} exited {answer['code']}\n{tail}")
+    return Sample(answer["seconds"], answer["maxrss_kb"] / 1024.0, answer["user"], answer["system"])
 
 
 Step = Callable[[int], Sample]
