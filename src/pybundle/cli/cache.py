@@ -1,6 +1,7 @@
 """``pybundle cache dir|list|clean|export-uv``: the download cache shared by all bundles."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer would compile and eval every annotation
+# string of every command at each start (about 5 ms; see bench/README.md, start-up).
 
 from datetime import datetime, timezone
 from pathlib import Path

@@ -4,7 +4,8 @@ A password comes from ``$PYBUNDLE_KEY_PASSWORD`` (for automation) or, on a termi
 prompt; it is asked for only when a key file turns out to be encrypted.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer would compile and eval every annotation
+# string of every command at each start (about 5 ms; see bench/README.md, start-up).
 
 import getpass
 import os

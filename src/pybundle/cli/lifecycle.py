@@ -5,7 +5,8 @@ Each command parses, calls one function of :mod:`pybundle.installer.lifecycle` o
 :mod:`pybundle.installer.check`, and prints. Registered on the app of :mod:`pybundle.cli.app`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer would compile and eval every annotation
+# string of every command at each start (about 5 ms; see bench/README.md, start-up).
 
 from pathlib import Path
 from typing import Any, Optional

@@ -2,7 +2,8 @@
 lines ``bundle``, ``bundle --dry-run`` and ``inspect`` print about wheelhouses, and the
 ``install --venv`` step."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer would compile and eval every annotation
+# string of every command at each start (about 5 ms; see bench/README.md, start-up).
 
 import os
 from pathlib import Path
