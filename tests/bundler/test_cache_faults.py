@@ -108,7 +108,9 @@ def test_corrupt_cache_entry_and_a_bad_redownload_leave_nothing_under_the_final_
     url = server.add("/html/a.tar.gz", body=b"<html><body>Sign in to continue</body></html>")
     cache = Cache(tmp_path / "cache")
     seeded = cache.path_for(SHA, "a.tar.gz")
-    seeded.write_bytes(PAYLOAD[:-1] + b"\0")  # pre-seeded under its final name, corrupt
+    # pre-seeded under its final name, corrupt (its last byte flipped: a constant last byte
+    # would equal the random payload's own once in 256 runs)
+    seeded.write_bytes(PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF]))
     with pytest.raises(HashMismatchError) as info:
         quick(cache).fetch(DownloadItem(url, SHA, "a.tar.gz"))
     assert url in str(info.value) and "sha256" in str(info.value)
