@@ -352,6 +352,14 @@ class TarStream:
             prefix = block[345:500].partition(_NUL)[0]
             if prefix:
                 raw_name = prefix + b"/" + raw_name
+        if kind == FILE and block[156:157] == _NUL and raw_name.endswith(b"/"):
+            # An old-style regular file (type NUL) whose header name ends with "/" is a
+            # directory to tarfile and GNU tar, even when a pax or GNU long name replaces the
+            # name: two readers would make different trees of it, so it is refused.
+            raise self._error(
+                f"a member {_show(raw_name)} of type NUL whose name ends with '/' (a file or "
+                "a directory, depending on the reader)"
+            )
         raw_link = block[157:257].partition(_NUL)[0]
         mode = _cached_number(block[100:108])
         size = _number(block[124:136])

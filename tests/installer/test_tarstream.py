@@ -22,6 +22,7 @@ import pytest
 from tarbuild import (
     END,
     GNU_MAGIC,
+    POSIX_MAGIC,
     compress,
     directory,
     gnu_long,
@@ -318,6 +319,15 @@ HOSTILE: dict[str, bytes] = {
     "lone-zero-block-then-member": tiny_tree() + bytes(512) + F + END,
     "trailing-garbage": tiny_tree() + END + b"garbage" + bytes(505),
     "trailing-member": tiny_tree() + END + F,
+    # type NUL with a name ending in "/": a directory to tarfile whatever the pax path says
+    # (found by the fuzzer: tarfile made a directory where the pax path made this a file)
+    "old-style-file-named-as-dir": header(b"python/", typeflag=b"\0") + END,
+    "old-style-file-named-as-dir-pax-path": pax(record(b"path", b"python/bin/x"))
+    + header(b"python/", typeflag=b"\0")
+    + END,
+    "old-style-file-named-as-dir-long-name": gnu_long(b"python/bin/x")
+    + header(b"python/", typeflag=b"\0", magic=GNU_MAGIC)
+    + END,
     "too-much-zero-padding": tiny_tree() + END + bytes(2 * 1024 * 1024),
     "empty-stream": b"",
     "only-zeros-but-one-block": bytes(512),
@@ -546,6 +556,20 @@ def test_pax_wins_over_the_ustar_fields(tmp_path: Path) -> None:
     assert real.read_bytes() == b"hello"
     assert real.stat().st_mtime_ns == 1_600_000_000_500_000_000
     assert not (tmp_path / "ignored-ustar-name").exists()
+
+
+def test_a_type_0_file_whose_header_name_ends_with_a_slash_is_a_file_like_tarfile() -> None:
+    """GNU tar cuts a long name at 100 bytes, maybe just after a "/", and puts the whole name
+    in a long-name (or pax) header: with type "0" (not the old NUL), tarfile reads a file, and
+    so do we. Only type NUL with such a name is refused (see the hostile corpus)."""
+    for long_name, magic in (
+        (pax(record(b"path", b"python/x")), POSIX_MAGIC),
+        (gnu_long(b"python/x"), GNU_MAGIC),
+    ):
+        raw = tiny_tree() + long_name + regular(b"python/", b"ok", magic=magic) + END
+        assert assert_reads_like_tarfile(raw) == 5
+        name, kind, _mode, size, *_ = _ours(raw)[-1]
+        assert (name, kind, size) == ("python/x", FILE, 2)
 
 
 def test_fractional_mtimes_are_kept_to_the_nanosecond(tmp_path: Path) -> None:
