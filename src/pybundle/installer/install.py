@@ -605,6 +605,7 @@ def _stage_one(
                 )
             ),
         )
+        stats.records = []  # in the receipt now: memory stays with one list per tree
         write_receipt(staging, receipt)
     except OSError as exc:
         remove_tree(staging)
@@ -620,6 +621,7 @@ def _stage_one(
     except BaseException:
         remove_tree(staging)
         raise
+    stats.candidates = []  # only the counts travel on (from a worker, too)
     return _Staged(staging, stats, report, layout, recorded, replace(receipt, files=()))
 
 
