@@ -41,10 +41,11 @@ def _receipt(tmp_path: Path, files: tuple[FileEntry, ...]) -> Receipt:
 
 @pytest.mark.parametrize("count", [0, 1, 1024, 1025, 2500])
 def test_a_receipt_reads_back_whole_across_write_batches(tmp_path: Path, count: int) -> None:
+    odd = ['"', "\\", "\u00e9", "\u2028", " ", "\U0001f40d"]  # quote, backslash, non-ASCII
     files = tuple(
-        FileEntry(f"lib/f{i:05d}", "file", 0o644, i, f"{i:064x}")
+        FileEntry(f"lib/f{i:05d}{odd[i % 6]}", "file", 0o755 if i % 3 else 0o644, i, f"{i:064x}")
         if i % 7
-        else FileEntry(f"lib/l{i:05d}", "symlink", target=f"f{i + 1:05d}")
+        else FileEntry(f"lib/l{i:05d}{odd[i % 6]}", "symlink", target=f"../f{odd[i % 6]}")
         for i in range(count)
     )
     root = tmp_path / "root"
@@ -57,7 +58,15 @@ def test_a_receipt_reads_back_whole_across_write_batches(tmp_path: Path, count: 
     assert back.bundle == receipt.bundle and back.prefix == receipt.prefix
     text = path.read_text("ascii")
     assert json.loads(text)["files"] == [f.to_json() for f in files]
-    lines = text.splitlines()
-    # one entry per line, between the head and the closing bracket
-    assert len(lines) == (1 if count == 0 else count + 2)
+    lines = text.split("\n")
+    # one entry per line, as json.dumps writes it, between the head and the closing bracket
+    assert lines[-1] == ""
+    if count:
+        assert lines[1:-2] == [
+            "  " + json.dumps(f.to_json(), ensure_ascii=True, separators=(",", ":")) + ","
+            for f in files[:-1]
+        ] + ["  " + json.dumps(files[-1].to_json(), ensure_ascii=True, separators=(",", ":"))]
+        assert lines[-2] == "]}"
+    else:
+        assert len(lines) == 2
     assert sorted(p.name for p in root.iterdir()) == [RECEIPT_NAME]

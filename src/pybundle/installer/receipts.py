@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import Any, Optional
 
@@ -276,6 +277,21 @@ _RECEIPT_BATCH = 1024
 """File entries encoded into one write of the receipt."""
 
 
+def _entry_line(entry: FileEntry) -> str:
+    """``json.dumps(entry.to_json(), ensure_ascii=True, separators=(",", ":"))``, formatted
+    directly: a third of the time for the 9,000 lines of a 3.12 tree. Only the strings need
+    JSON's escaping (json's own C encoder); mode and size are ints, sha256 is hex."""
+    if entry.kind == "symlink":
+        return (
+            f'{{"path":{_json_string(entry.path)},"type":"symlink",'
+            f'"target":{_json_string(entry.target or "")}}}'
+        )
+    return (
+        f'{{"path":{_json_string(entry.path)},"type":"file","mode":{int(entry.mode)},'
+        f'"size":{int(entry.size)},"sha256":{_json_string(entry.sha256 or "")}}}'
+    )
+
+
 def _receipt_chunks(receipt: Receipt) -> Iterator[bytes]:
     """The receipt as ASCII JSON with one file entry per line: readable and diffable, encoded by
     json's C encoder (``indent=`` would switch to the pure-Python one, 0.1 s for a 9,000-file
@@ -292,9 +308,7 @@ def _receipt_chunks(receipt: Receipt) -> Iterator[bytes]:
     yield f'{head[:-1]}, "files": [\n  '.encode("ascii")
     for start in range(0, len(files), _RECEIPT_BATCH):
         batch = files[start : start + _RECEIPT_BATCH]
-        text = ",\n  ".join(
-            json.dumps(f.to_json(), ensure_ascii=True, separators=(",", ":")) for f in batch
-        )
+        text = ",\n  ".join(map(_entry_line, batch))
         yield (text if start == 0 else ",\n  " + text).encode("ascii")
     yield b"\n]}\n"
 
