@@ -50,7 +50,7 @@ from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.wheelhouse import WheelRequest, plan_wheelhouses, resolve_wheelhouses
 from pybundle.bundler.workfiles import claim_output, make_work_dir
-from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
+from pybundle.errors import AlreadyExistsError, HashMismatchError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest, SolidContainer
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
@@ -354,7 +354,12 @@ def build_bundle(
         summary: Optional[DownloadSummary] = None
         if the_plan is not None:
             cache = Cache(cache_dir)
-            downloads, summary = _download_all(the_plan, cache, jobs, progress)
+            # a plain bundle's writer hashes every archive as it copies it: a warm hit is not
+            # re-hashed first (one read, not two; see _write_checked). The solid stream
+            # transforms the archives, so a compact bundle verifies its hits first.
+            downloads, summary = _download_all(
+                the_plan, cache, jobs, progress, trust_hits=compact is None
+            )
             for p, d in zip(the_plan.artifacts, downloads):
                 artifact = artifact_for_entry(p.entry, d.size, d.sha256)
                 shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
@@ -410,20 +415,27 @@ def build_bundle(
                 else None
             )
             target = output if volume_size is None else work / output.name
-            manifest = write_bundle(
-                target,
-                items,
-                secret_key=secret_key,
-                force=force,
-                serial=serial,
-                expires=expires,
-                solid=solid,
-                now=created,
-                self_install=self_parts.section if self_parts else None,
-                carried=self_parts.files if self_parts else (),
-                preamble=self_parts.stub if self_parts else None,
-                wheelhouses=house.section if house else None,
-                wheel_files=house.files if house else (),
+            manifest = _write_checked(
+                lambda: write_bundle(
+                    target,
+                    items,
+                    secret_key=secret_key,
+                    force=force,
+                    serial=serial,
+                    expires=expires,
+                    solid=solid,
+                    now=created,
+                    self_install=self_parts.section if self_parts else None,
+                    carried=self_parts.files if self_parts else (),
+                    preamble=self_parts.stub if self_parts else None,
+                    wheelhouses=house.section if house else None,
+                    wheel_files=house.files if house else (),
+                ),
+                the_plan,
+                downloads,
+                cache_dir,
+                jobs,
+                progress,
             )
             # the whole file's signature: over the file with its stub, before it is cut into
             # volumes (whose joined bytes it then covers: cat NAME.0* > NAME); written beside
@@ -513,13 +525,51 @@ def _boot_candidates(
     return found
 
 
+def _write_checked(
+    write: Callable[[], Manifest],
+    the_plan: Optional[Plan],
+    downloads: Sequence[DownloadResult],
+    cache_dir: Path,
+    jobs: int,
+    progress: Optional[Progress],
+) -> Manifest:
+    """Run ``write`` (the bundle writer, which hashes every archive as it copies it and
+    drops its temporary file when one does not match); when it fails so and some archives
+    were cache hits taken without re-hashing (``verified=False``), fetch those again with
+    verify-on-hit (:meth:`Cache.lookup`: a damaged entry is evicted and downloaded again,
+    into the same cache path) and write once more."""
+    try:
+        return write()
+    except HashMismatchError:
+        if the_plan is None or all(d.verified for d in downloads):
+            raise
+    redo = Plan(tuple(p for p, d in zip(the_plan.artifacts, downloads) if not d.verified))
+    _download_all(redo, Cache(cache_dir), jobs, progress, trust_hits=False)
+    return write()
+
+
 def _download_all(
-    the_plan: Plan, cache: Cache, jobs: int, progress: Optional[Progress]
+    the_plan: Plan,
+    cache: Cache,
+    jobs: int,
+    progress: Optional[Progress],
+    *,
+    trust_hits: bool = False,
 ) -> tuple[list[DownloadResult], DownloadSummary]:
     """Fetch the plan's archives into the cache, measuring each (:meth:`Cache.shape`) in its
     download thread while the other downloads go on; returns the results in plan order and
-    their summary. Stoppable: see :meth:`Downloader.fetch_all`."""
-    downloader = Downloader(cache, jobs=jobs, progress=progress)
+    their summary. Stoppable: see :meth:`Downloader.fetch_all`.
+
+    With ``trust_hits``, a hit whose shape is remembered is taken after a size check only
+    (``verified=False``; nothing is read from it here): the caller must hash it as it reads
+    it (:func:`_write_checked`). A hit whose shape must still be measured is verified first,
+    so a shape is only ever measured from verified bytes."""
+    trust = (
+        (lambda item: item.sha256 is not None and cache.has_shape(item.sha256))
+        if trust_hits
+        else None
+    )
+    downloader = Downloader(cache, jobs=jobs, progress=progress, trust_hit=trust)
     started = time.monotonic()
     try:
         downloads = downloader.fetch_all(

@@ -107,7 +107,10 @@ class DownloadResult:
     ``sha256`` is the digest of the bytes (equal to ``item.sha256`` when that was given);
     ``cached`` is True when no byte was transferred; ``transferred`` counts bytes received in
     this run (a resumed download counts only the rest); ``resumed_from`` is the byte offset the
-    first request started at; ``seconds`` is the wall time spent on this item.
+    first request started at; ``seconds`` is the wall time spent on this item. ``verified`` is
+    False for a cache hit that was trusted without re-hashing (``trust_hit`` of
+    :class:`Downloader`): the caller must hash the bytes it reads and, when they do not match,
+    fetch the item again with verification (:meth:`Downloader.fetch` with ``trust=False``).
     """
 
     item: DownloadItem
@@ -118,6 +121,7 @@ class DownloadResult:
     transferred: int = 0
     resumed_from: int = 0
     seconds: float = 0.0
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,9 @@ class Downloader:
         session_factory: makes one requests session per worker thread (default
             :func:`make_session` with ``retries``, ``backoff`` and :attr:`stop`).
         read_timeout: seconds without a byte before a transfer counts as cut.
+        trust_hit: items (with a sha256) for which it returns True are, when cached with the
+            right size, returned without re-hashing (:meth:`Cache.lookup_unverified`; their
+            result has ``verified=False``): for a caller that hashes every byte it reads.
 
     Attributes:
         stop: the event :meth:`request_stop` sets; transfers raise :class:`Stopped` once it is.
@@ -287,8 +294,10 @@ class Downloader:
         progress: Optional[Progress] = None,
         session_factory: Optional[Callable[[], requests.Session]] = None,
         read_timeout: float = READ_TIMEOUT,
+        trust_hit: Optional[Callable[[DownloadItem], bool]] = None,
     ) -> None:
         self.cache = cache
+        self.trust_hit = trust_hit
         self.jobs = max(1, jobs)
         self.retries = retries
         self.backoff = backoff
@@ -338,8 +347,12 @@ class Downloader:
 
     # ---- one archive
 
-    def fetch(self, item: DownloadItem) -> DownloadResult:
+    def fetch(self, item: DownloadItem, trust: bool = True) -> DownloadResult:
         """Return the archive from the cache, downloading and verifying it first if needed.
+
+        A cache hit is re-hashed (a damaged one is evicted and downloaded again), unless
+        ``trust`` and the downloader's ``trust_hit`` accepts the item: then only its size is
+        checked and the result says ``verified=False``.
 
         Holds the entry's cache lock throughout, so concurrent processes fetch it once. An
         archive without an expected sha256 is always transferred (nothing can vouch for a
@@ -359,12 +372,24 @@ class Downloader:
         check(self.stop)
         with self.cache.locked(item.key, stop=self.stop):
             if item.sha256:
-                hit = self.cache.lookup(item.sha256, item.file_name, item.size)
+                trusted = trust and self.trust_hit is not None and self.trust_hit(item)
+                if trusted:
+                    hit = self.cache.lookup_unverified(item.sha256, item.file_name, item.size)
+                else:
+                    hit = self.cache.lookup(item.sha256, item.file_name, item.size)
                 if hit is not None:
                     size = hit.stat().st_size
                     self.progress.finish(item, cached=True)
                     return DownloadResult(
-                        item, hit, size, True, item.sha256.lower(), 0, 0, time.monotonic() - started
+                        item,
+                        hit,
+                        size,
+                        True,
+                        item.sha256.lower(),
+                        0,
+                        0,
+                        time.monotonic() - started,
+                        verified=not trusted,
                     )
             partial = self.cache.partial_for(item.key, item.file_name)
             if not item.sha256:
@@ -569,6 +594,7 @@ class Downloader:
         self,
         items: Sequence[DownloadItem],
         after: Optional[Callable[[DownloadResult], object]] = None,
+        trust: bool = True,
     ) -> list[DownloadResult]:
         """Fetch several archives with ``jobs`` threads; results follow the input order.
 
@@ -581,6 +607,7 @@ class Downloader:
         the CLI's SIGTERM exception) stops everything first: queued archives are cancelled,
         :meth:`request_stop` stops the transfers under way (their ``.partial`` files stay), and
         the call waits at most :data:`STOP_GRACE` seconds for them before re-raising it.
+        ``trust=False`` re-hashes every hit whatever ``trust_hit`` says (see :meth:`fetch`).
         """
         unique: dict[str, DownloadItem] = {}
         for item in items:
@@ -592,7 +619,7 @@ class Downloader:
         futures: dict[str, Future[DownloadResult]] = {}
         try:
             for key, item in unique.items():
-                futures[key] = pool.submit(self._fetch_then, item, after)
+                futures[key] = pool.submit(self._fetch_then, item, after, trust)
             for key, future in futures.items():
                 # a timed wait, so that a signal the kernel handed to a download thread still
                 # reaches this (main) thread's handler promptly (see stopping.JOIN_POLL)
@@ -615,9 +642,12 @@ class Downloader:
         return [results[item.key] for item in items]
 
     def _fetch_then(
-        self, item: DownloadItem, after: Optional[Callable[[DownloadResult], object]]
+        self,
+        item: DownloadItem,
+        after: Optional[Callable[[DownloadResult], object]],
+        trust: bool = True,
     ) -> DownloadResult:
-        result = self.fetch(item)
+        result = self.fetch(item, trust)
         if after is not None:
             after(result)
         return result

@@ -29,7 +29,10 @@ an existing output is kept unless ``force``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import queue
+import threading
 import zipfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -181,18 +184,67 @@ def _add_archive(zf: zipfile.ZipFile, artifact: Member, path: Path, when: dateti
 def _add_member(
     zf: zipfile.ZipFile, member: str, path: Path, sha256: str, expected: int, when: datetime
 ) -> None:
-    import hashlib
-
-    digest = hashlib.sha256()
+    """Copy ``path`` into the STORED member ``member``, reading it once: each chunk goes to
+    the sha256 (on a helper thread, :class:`_BackgroundSha256`) and to zipfile (CRC-32 and
+    write, on this thread); both release the GIL for large buffers, so they overlap. Raises
+    HashMismatchError (after the member is written: the caller drops the whole zip) when the
+    bytes are not ``expected`` bytes hashing to ``sha256``."""
     size = 0
     info = _zipinfo(member, when)
     info.file_size = expected
-    with (
-        open(path, "rb") as src,
-        zf.open(info, "w", force_zip64=expected > ZIP64_THRESHOLD) as dst,
-    ):
-        while chunk := src.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += len(chunk)
-            dst.write(chunk)
+    digest = _BackgroundSha256()
+    try:
+        with (
+            open(path, "rb") as src,
+            zf.open(info, "w", force_zip64=expected > ZIP64_THRESHOLD) as dst,
+        ):
+            while chunk := src.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+                dst.write(chunk)
+    finally:
+        digest.close()
     check_digest(str(path), (digest.hexdigest(), size), sha256, expected)
+
+
+_HASH_AHEAD = 4
+"""Chunks (of :data:`pybundle.hashing.CHUNK_SIZE` bytes) that may wait for the hashing thread:
+what :class:`_BackgroundSha256` holds at most, whatever the file's size."""
+
+
+class _BackgroundSha256:
+    """A sha256 fed in order from one thread and computed on another (``pybundle-sha256``).
+
+    :meth:`update` blocks while :data:`_HASH_AHEAD` chunks are waiting (memory stays flat);
+    :meth:`close` (idempotent; call it in a ``finally``) waits for the chunks queued so far;
+    :meth:`hexdigest` closes first.
+    """
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[Optional[bytes]] = queue.Queue(maxsize=_HASH_AHEAD)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="pybundle-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._digest.update(chunk)
+                except BaseException as exc:  # (MemoryError) reported by hexdigest
+                    self._error = exc
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
