@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.parse
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.bundler import reproducible
@@ -34,27 +35,23 @@ from pybundle.bundler.download import (
     summarize,
 )
 from pybundle.bundler.pack import write_bundle
-from pybundle.bundler.portability import PortabilityError, audit_tree, describe
-from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
-from pybundle.bundler.selfinstall import (
-    BootCandidate,
-    check_bootstrappable,
-    choose_bootstraps,
-    prepare_self_install,
-    whole_file_signature,
-    write_whole_file_signature,
-)
-from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
-from pybundle.bundler.wheelhouse import WheelRequest, plan_wheelhouses, resolve_wheelhouses
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, HashMismatchError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest, SolidContainer
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
 from pybundle.volumes import existing_parts, write_volumes
+
+# What only some options use is imported where they are used (--from-prefix: prefix and
+# portability; --self-installing: selfinstall; -r/--with: wheelhouse; --compact: solid), so
+# that a plain bundle does not load them.
+if TYPE_CHECKING:
+    from pybundle.bundler.selfinstall import BootCandidate
+    from pybundle.bundler.solid import CompactOptions
+    from pybundle.bundler.wheelhouse import WheelRequest
 
 PBS_BUILD_PREFIX = "/install"
 """python-build-standalone configures CPython with this placeholder prefix (PBS docs)."""
@@ -243,11 +240,21 @@ def load_entries(selection: Selection) -> list[CatalogEntry]:
 
     Raises the errors of the loaders (CatalogError, DownloadError).
     """
+    source = selection.catalog or default_catalog_source()
+    if not selection.pbs_release and not _is_http(source):
+        return load_catalog(source)  # a local file or directory: no session (nor requests)
     # the downloads' session: retries with Retry-After, proxies, GITHUB_TOKEN for GitHub only
     with make_session() as session:
         if selection.pbs_release:
             return load_pbs_release(selection.pbs_release, mirror=selection.mirror, session=session)
-        return load_catalog(selection.catalog or default_catalog_source(), session=session)
+        return load_catalog(source, session=session)
+
+
+def _is_http(source: str) -> bool:
+    try:
+        return urllib.parse.urlsplit(source).scheme.lower() in ("http", "https")
+    except ValueError:  # not a valid URL: load_catalog says so
+        return False
 
 
 def plan_selection(selection: Selection, cache_root: Path) -> Plan:
@@ -321,13 +328,21 @@ def build_bundle(
     for existing in [output] if volume_size is None else existing_parts(output)[:1]:
         if existing.exists() and not force:
             raise AlreadyExistsError(f"{existing}: already exists (use --force to replace it)")
-    infos = [probe_prefix(p) for p in from_prefixes]
-    audits = [
-        audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
-        for i in infos
-    ]
+    infos: list[Any] = []
+    audits: list[Any] = []
+    if from_prefixes:
+        from pybundle.bundler.portability import audit_tree
+        from pybundle.bundler.prefix import prefix_filter, probe_prefix
+
+        infos = [probe_prefix(p) for p in from_prefixes]
+        audits = [
+            audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
+            for i in infos
+        ]
     for info, audit in zip(infos, audits):
         if audit is not None and strict_portability:
+            from pybundle.bundler.portability import PortabilityError, describe
+
             raise PortabilityError(
                 describe(audit, str(info.prefix)) + "; --strict-portability refuses it"
             )
@@ -337,10 +352,14 @@ def build_bundle(
             entries = load_entries(selection)
         the_plan = make_plan(entries, selection)
     if self_installing:
+        from pybundle.bundler.selfinstall import check_bootstrappable
+
         check_bootstrappable(
             _boot_candidates(the_plan, infos, prefix_format), compact=compact is not None
         )
     if wheels is not None and not wheels.empty:  # refused before any download
+        from pybundle.bundler.wheelhouse import plan_wheelhouses
+
         wheels.check()
         plan_wheelhouses(
             [
@@ -370,6 +389,8 @@ def build_bundle(
         work = make_work_dir(output)
         try:
             for info, audit in zip(infos, audits):
+                from pybundle.bundler.prefix import pack_prefix
+
                 # in a thread: Ctrl-C must not wait for a compression job running in C
                 artifact, archive = run_stoppable(
                     lambda stop, info=info: pack_prefix(  # type: ignore[misc]
@@ -388,6 +409,8 @@ def build_bundle(
                 raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
             boot_names: set[str] = set()
             if self_installing:  # the sh stub unpacks its bootstraps: never in the solid stream
+                from pybundle.bundler.selfinstall import choose_bootstraps
+
                 chosen = choose_bootstraps([a for a, _ in items], compact=compact is not None)
                 boot_names = {a.file_name for a in chosen.values()}
             solid = None
@@ -395,6 +418,14 @@ def build_bundle(
             if compact is not None:
                 items, solid = _compact(items, work, created, compact, {*keep_plain, *boot_names})
             compact_seconds = time.monotonic() - compact_started if solid else 0.0
+            if self_installing:
+                from pybundle.bundler.selfinstall import (
+                    prepare_self_install,
+                    whole_file_signature,
+                    write_whole_file_signature,
+                )
+            if wheels is not None and not wheels.empty:
+                from pybundle.bundler.wheelhouse import resolve_wheelhouses
             self_parts = (
                 prepare_self_install(
                     items, cache_dir, work, on_warning=on_warning, solid=solid is not None
@@ -483,6 +514,8 @@ def _compact(
     inside = [(a, p) for a, p in items if a.file_name not in keep_plain]
     if not inside:
         return items, None
+    from pybundle.bundler.solid import pack_solid
+
     container, entries, path = run_stoppable(
         lambda stop: pack_solid(inside, work, when=created, options=options, stop=stop),
         name="pybundle-compact",
@@ -496,6 +529,8 @@ def _boot_candidates(
 ) -> list[BootCandidate]:
     """What could bootstrap a self-installing file, before anything is downloaded or packed:
     the planned catalog archives and the prefixes (packed as ``prefix_format``)."""
+    from pybundle.bundler.selfinstall import BootCandidate
+
     found = []
     for p in the_plan.artifacts if the_plan else ():
         e = p.entry

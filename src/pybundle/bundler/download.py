@@ -37,8 +37,8 @@ and size, and only then renamed to its final name. The rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import http.client
 import os
 import re
 import shutil
@@ -46,24 +46,21 @@ import socket
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from pybundle import __version__
 from pybundle.bundler.cache import Cache, entry_key
 from pybundle.bundler.stopping import JOIN_POLL, Stopped, check, pause
 from pybundle.errors import DownloadError, HashMismatchError, StorageError
 from pybundle.hashing import CHUNK_SIZE
+
+if TYPE_CHECKING:  # imported where used: a run served from the cache never loads them
+    import requests
 
 DEFAULT_JOBS = 4
 CONNECT_TIMEOUT = 30.0
@@ -171,37 +168,52 @@ class _NoProgress:
         pass
 
 
-class _CappedRetry(Retry):
-    """urllib3's Retry with ``Retry-After`` shortened to :data:`MAX_RETRY_AFTER` seconds (and
-    ignored when it cannot be parsed), and sleeps that end early when ``stop`` is set."""
+@functools.cache
+def _capped_retry() -> Any:
+    """The class ``_CappedRetry``: urllib3's Retry with ``Retry-After`` shortened to
+    :data:`MAX_RETRY_AFTER` seconds (and ignored when it cannot be parsed), and sleeps that end
+    early when ``stop`` is set. Made at first use, so that importing this module does not
+    load urllib3 (a bundle served from the cache never needs it)."""
+    import urllib3
+    from urllib3.util.retry import Retry
 
-    stop: Optional[threading.Event] = None
+    class _CappedRetry(Retry):
+        stop: Optional[threading.Event] = None
 
-    def new(self, **kw: Any) -> _CappedRetry:
-        retry = super().new(**kw)
-        retry.stop = self.stop
-        return retry
+        def new(self, **kw: Any) -> _CappedRetry:
+            retry = super().new(**kw)
+            retry.stop = self.stop
+            return retry
 
-    def get_retry_after(self, response: Any) -> Optional[float]:
-        try:
-            value = super().get_retry_after(response)
-        except (ValueError, OverflowError, IndexError, TypeError, urllib3.exceptions.HTTPError):
-            # hostile or broken: an unparsable date, a number too long for int(), a year
-            # beyond time_t; the exponential back-off applies instead
-            return None
-        return None if value is None else min(value, MAX_RETRY_AFTER)
+        def get_retry_after(self, response: Any) -> Optional[float]:
+            try:
+                value = super().get_retry_after(response)
+            except (
+                ValueError,
+                OverflowError,
+                IndexError,
+                TypeError,
+                urllib3.exceptions.HTTPError,
+            ):
+                # hostile or broken: an unparsable date, a number too long for int(), a year
+                # beyond time_t; the exponential back-off applies instead
+                return None
+            return None if value is None else min(value, MAX_RETRY_AFTER)
 
-    def sleep(self, response: Any = None) -> None:
-        """urllib3's sleep (``Retry-After`` if the server sent a usable one, else the
-        exponential back-off), interrupted by :class:`Stopped` when ``stop`` is set."""
-        delay: Optional[float] = None
-        if self.respect_retry_after_header and response is not None:
-            delay = self.get_retry_after(response)
-        pause(self.stop, delay if delay else self.get_backoff_time())
+        def sleep(self, response: Any = None) -> None:
+            """urllib3's sleep (``Retry-After`` if the server sent a usable one, else the
+            exponential back-off), interrupted by :class:`Stopped` when ``stop`` is set."""
+            delay: Optional[float] = None
+            if self.respect_retry_after_header and response is not None:
+                delay = self.get_retry_after(response)
+            pause(self.stop, delay if delay else self.get_backoff_time())
+
+    return _CappedRetry
 
 
-class GitHubTokenAuth(requests.auth.AuthBase):
-    """Adds ``Authorization: Bearer <token>`` to https requests for :data:`GITHUB_HOSTS` only."""
+class GitHubTokenAuth:
+    """Adds ``Authorization: Bearer <token>`` to https requests for :data:`GITHUB_HOSTS` only
+    (a requests auth callable)."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -226,7 +238,10 @@ def make_session(
     ``GITHUB_TOKEN`` is attached for GitHub hosts only (:class:`GitHubTokenAuth`). When
     ``stop`` is given, a retry's sleep ends with :class:`Stopped` as soon as it is set.
     """
-    retry = _CappedRetry(
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    retry = _capped_retry()(
         total=retries,
         connect=retries,
         read=retries,
@@ -425,6 +440,8 @@ class Downloader:
         )
 
     def _copy_local(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
+        import urllib.request
+
         source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(item.url).path))
         digest = hashlib.sha256()
         size = 0
@@ -451,6 +468,11 @@ class Downloader:
     def _download(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
         """Stream ``item`` into ``partial``, resuming and retrying; returns
         ``(sha256, size, bytes transferred, first offset)``."""
+        import http.client
+
+        import requests
+        import urllib3
+
         digest = hashlib.sha256()
         offset = 0
         try:
