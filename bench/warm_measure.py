@@ -26,17 +26,22 @@ from run import MINORS, discover_prefix, packed_archive, publish, write_catalog
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--src", help="src tree to measure (default: the installed one)")
+    parser.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        help="src tree to measure (repeatable: the runs alternate; default: this checkout's)",
+    )
     parser.add_argument("--dir", default=None, help="cache and outputs go here")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYBUNDLE_", "UV_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["SOURCE_DATE_EPOCH"] = "1700000000"
-    src = Path(args.src) if args.src else Path(__file__).parent.parent / "src"
-    if args.src:
-        env["PYTHONPATH"] = str(src)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], env=env, check=True)
+    srcs = [Path(s) for s in args.src] or [Path(__file__).parent.parent / "src"]
+    envs = {str(src): {**env, "PYTHONPATH": str(src)} for src in srcs}
+    for src in srcs:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], env=env, check=True)
     work = Path(tempfile.mkdtemp(prefix="warm-measure-", dir=args.dir))
     archives = []
     for minor in MINORS:
@@ -62,7 +67,8 @@ def main() -> int:
             "--cache-dir", str(cache), "--sign-key", str(key), "-o", str(out / "b.pybundle"),
             "--force", "--serial", "1",
         ]  # fmt: skip
-        run_child(argv, env=env)  # fills the cache
+        for e in envs.values():
+            run_child(argv, env=e)  # fills the cache (and checks that each runs)
         warm_page_cache([a.path for a in archives])
         cp = ["cp", *(str(a.path) for a in archives), str(out)]
 
@@ -71,21 +77,23 @@ def main() -> int:
             os.sync()
 
         load = os.getloadavg()
+        steps = {
+            f"bundle {src}": lambda r, e=e: run_child(argv, env=e)  # type: ignore[misc]
+            for src, e in envs.items()
+        }
         series = alternate(
-            {
-                "bundle": lambda r: run_child(argv, env=env),
-                "cp": lambda r: run_child(cp, env=env),
-            },
+            {**steps, "cp": lambda r: run_child(cp, env=env)},
             args.runs,
             cleanup=cleanup,
         )
     total = sum(a.size for a in archives)
-    print(f"dir {work} ({total / 1e6:.0f} MB), src {src}")
+    print(f"dir {work} ({total / 1e6:.0f} MB)")
     print(f"load before {load}, after {os.getloadavg()}")
     for name, s in series.items():
         walls = ", ".join(f"{x.seconds:.3f}" for x in s.samples)
-        print(f"{name:7s} wall median {s.median:.3f} s  cpu median {s.median_cpu:.3f} s  ({walls})")
-    print(f"ratio {series['bundle'].median / series['cp'].median:.2f}x")
+        print(f"{name}: wall median {s.median:.3f} s  cpu median {s.median_cpu:.3f} s  ({walls})")
+    for name in steps:
+        print(f"{name}: {series[name].median / series['cp'].median:.2f}x cp")
     subprocess.run(["rm", "-rf", str(work)], check=True)
     return 0
 

@@ -6,22 +6,27 @@ no output, no temporary file, nothing unverified under a final cache name."""
 
 from __future__ import annotations
 
+import _thread
 import hashlib
 import os
 import shutil
 import subprocess
+import threading
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from compactlib import VERSIONS, archive_name, build, bundle_args, make_catalog, sha256
-from conftest import run_cli
+from conftest import run_cli, tiny_artifact
 from pybundle.bundler.build import _download_all, make_plan
 from pybundle.bundler.cache import Cache
 from pybundle.bundler.catalog import load_catalog
 from pybundle.bundler.download import Downloader, DownloadItem
+from pybundle.bundler.pack import write_bundle
 from pybundle.bundler.selection import Selection
+from pybundle.errors import HashMismatchError
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1790000000"}
 
@@ -158,3 +163,68 @@ def test_a_downloader_without_trust_hit_verifies_every_hit(tmp_path: Path) -> No
     fresh = trusting.fetch(item, trust=False)
     assert fresh.verified and not fresh.cached
     assert fresh.path.read_bytes() == source.read_bytes()
+
+
+def big_archive(directory: Path, mib: int) -> Path:
+    """``mib`` MiB of random bytes under a PBS archive name (the writer does not unpack it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / archive_name("3.12.1")
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    return path
+
+
+def hashing_threads() -> list[threading.Thread]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        alive = [t for t in threading.enumerate() if t.name == "pybundle-sha256"]
+        if not alive:
+            return []
+        time.sleep(0.01)
+    return alive
+
+
+def test_damage_in_a_large_archive_is_caught_while_packing_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The sha256 runs on its own thread beside the copy: a byte flipped mid-file (tens of
+    chunks in) still fails the member, and the zip is dropped."""
+    source = big_archive(tmp_path / "src", 24)
+    artifact = tiny_artifact(source)
+    flip_middle_byte(source)
+    out = tmp_path / "out" / "b.pybundle"
+    with pytest.raises(HashMismatchError, match="sha256"):
+        write_bundle(out, [(artifact, source)], secret_key=None)
+    assert list(out.parent.iterdir()) == []
+    assert hashing_threads() == []
+
+
+def test_an_interrupted_pack_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    source = big_archive(tmp_path / "src", 96)
+    artifact = tiny_artifact(source)
+    out = tmp_path / "out" / "b.pybundle"
+    out.parent.mkdir()
+    fired = threading.Event()
+
+    def interrupt_once_packing() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tmps = list(out.parent.glob(".b.pybundle.*.tmp"))
+            try:
+                if tmps and tmps[0].stat().st_size > 8 << 20:
+                    fired.set()
+                    _thread.interrupt_main()
+                    return
+            except FileNotFoundError:
+                pass
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=interrupt_once_packing, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        write_bundle(out, [(artifact, source)], secret_key=None)
+    watcher.join()
+    assert fired.is_set()
+    assert list(out.parent.iterdir()) == []  # no bundle, no temporary file
+    assert hashing_threads() == []

@@ -295,6 +295,9 @@ def build_bundle(
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
     already). Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
+    An archive found in the cache is read once: the bundle writer's hash is its check (a
+    damaged entry is evicted, fetched again and the bundle written again; see
+    :func:`_write_checked`), except in a compact bundle, whose hits are re-hashed first.
     Each ``--from-prefix`` archive is audited for host libraries
     (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
     ``portability``); ``strict_portability`` refuses a prefix that needs any
