@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.parse
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pybundle.archives import ARCHIVE_FORMATS
 from pybundle.bundler import reproducible
@@ -34,27 +35,23 @@ from pybundle.bundler.download import (
     summarize,
 )
 from pybundle.bundler.pack import write_bundle
-from pybundle.bundler.portability import PortabilityError, audit_tree, describe
-from pybundle.bundler.prefix import pack_prefix, prefix_filter, probe_prefix
 from pybundle.bundler.resolve import Skipped, resolve_picks
 from pybundle.bundler.selection import Selection
-from pybundle.bundler.selfinstall import (
-    BootCandidate,
-    check_bootstrappable,
-    choose_bootstraps,
-    prepare_self_install,
-    whole_file_signature,
-    write_whole_file_signature,
-)
-from pybundle.bundler.solid import CompactOptions, pack_solid
 from pybundle.bundler.stopping import run_stoppable
-from pybundle.bundler.wheelhouse import WheelRequest, plan_wheelhouses, resolve_wheelhouses
 from pybundle.bundler.workfiles import claim_output, make_work_dir
-from pybundle.errors import AlreadyExistsError, ResolutionError, UsageError
+from pybundle.errors import AlreadyExistsError, HashMismatchError, ResolutionError, UsageError
 from pybundle.manifest import Artifact, Manifest, SolidContainer
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
 from pybundle.volumes import existing_parts, write_volumes
+
+# What only some options use is imported where they are used (--from-prefix: prefix and
+# portability; --self-installing: selfinstall; -r/--with: wheelhouse; --compact: solid), so
+# that a plain bundle does not load them.
+if TYPE_CHECKING:
+    from pybundle.bundler.selfinstall import BootCandidate
+    from pybundle.bundler.solid import CompactOptions
+    from pybundle.bundler.wheelhouse import WheelRequest
 
 PBS_BUILD_PREFIX = "/install"
 """python-build-standalone configures CPython with this placeholder prefix (PBS docs)."""
@@ -243,11 +240,21 @@ def load_entries(selection: Selection) -> list[CatalogEntry]:
 
     Raises the errors of the loaders (CatalogError, DownloadError).
     """
+    source = selection.catalog or default_catalog_source()
+    if not selection.pbs_release and not _is_http(source):
+        return load_catalog(source)  # a local file or directory: no session (nor requests)
     # the downloads' session: retries with Retry-After, proxies, GITHUB_TOKEN for GitHub only
     with make_session() as session:
         if selection.pbs_release:
             return load_pbs_release(selection.pbs_release, mirror=selection.mirror, session=session)
-        return load_catalog(selection.catalog or default_catalog_source(), session=session)
+        return load_catalog(source, session=session)
+
+
+def _is_http(source: str) -> bool:
+    try:
+        return urllib.parse.urlsplit(source).scheme.lower() in ("http", "https")
+    except ValueError:  # not a valid URL: load_catalog says so
+        return False
 
 
 def plan_selection(selection: Selection, cache_root: Path) -> Plan:
@@ -288,6 +295,9 @@ def build_bundle(
     for semantics; ``entries`` replaces loading a catalog (tests, callers that loaded one
     already). Every archive's unpacked size and member count are recorded in the manifest (the
     installer's decompression budget); ``expires`` sets the manifest's expiry time.
+    An archive found in the cache is read once: the bundle writer's hash is its check (a
+    damaged entry is evicted, fetched again and the bundle written again; see
+    :func:`_write_checked`), except in a compact bundle, whose hits are re-hashed first.
     Each ``--from-prefix`` archive is audited for host libraries
     (:func:`pybundle.bundler.portability.audit_tree`, recorded as the artifact's
     ``portability``); ``strict_portability`` refuses a prefix that needs any
@@ -321,13 +331,21 @@ def build_bundle(
     for existing in [output] if volume_size is None else existing_parts(output)[:1]:
         if existing.exists() and not force:
             raise AlreadyExistsError(f"{existing}: already exists (use --force to replace it)")
-    infos = [probe_prefix(p) for p in from_prefixes]
-    audits = [
-        audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
-        for i in infos
-    ]
+    infos: list[Any] = []
+    audits: list[Any] = []
+    if from_prefixes:
+        from pybundle.bundler.portability import audit_tree
+        from pybundle.bundler.prefix import prefix_filter, probe_prefix
+
+        infos = [probe_prefix(p) for p in from_prefixes]
+        audits = [
+            audit_tree(i.prefix, libc=i.target.libc, include=prefix_filter(i, prefix_site_packages))
+            for i in infos
+        ]
     for info, audit in zip(infos, audits):
         if audit is not None and strict_portability:
+            from pybundle.bundler.portability import PortabilityError, describe
+
             raise PortabilityError(
                 describe(audit, str(info.prefix)) + "; --strict-portability refuses it"
             )
@@ -337,10 +355,14 @@ def build_bundle(
             entries = load_entries(selection)
         the_plan = make_plan(entries, selection)
     if self_installing:
+        from pybundle.bundler.selfinstall import check_bootstrappable
+
         check_bootstrappable(
             _boot_candidates(the_plan, infos, prefix_format), compact=compact is not None
         )
     if wheels is not None and not wheels.empty:  # refused before any download
+        from pybundle.bundler.wheelhouse import plan_wheelhouses
+
         wheels.check()
         plan_wheelhouses(
             [
@@ -354,7 +376,12 @@ def build_bundle(
         summary: Optional[DownloadSummary] = None
         if the_plan is not None:
             cache = Cache(cache_dir)
-            downloads, summary = _download_all(the_plan, cache, jobs, progress)
+            # a plain bundle's writer hashes every archive as it copies it: a warm hit is not
+            # re-hashed first (one read, not two; see _write_checked). The solid stream
+            # transforms the archives, so a compact bundle verifies its hits first.
+            downloads, summary = _download_all(
+                the_plan, cache, jobs, progress, trust_hits=compact is None
+            )
             for p, d in zip(the_plan.artifacts, downloads):
                 artifact = artifact_for_entry(p.entry, d.size, d.sha256)
                 shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
@@ -365,6 +392,8 @@ def build_bundle(
         work = make_work_dir(output)
         try:
             for info, audit in zip(infos, audits):
+                from pybundle.bundler.prefix import pack_prefix
+
                 # in a thread: Ctrl-C must not wait for a compression job running in C
                 artifact, archive = run_stoppable(
                     lambda stop, info=info: pack_prefix(  # type: ignore[misc]
@@ -383,6 +412,8 @@ def build_bundle(
                 raise ResolutionError(f"the bundle would hold {duplicates[0]} twice")
             boot_names: set[str] = set()
             if self_installing:  # the sh stub unpacks its bootstraps: never in the solid stream
+                from pybundle.bundler.selfinstall import choose_bootstraps
+
                 chosen = choose_bootstraps([a for a, _ in items], compact=compact is not None)
                 boot_names = {a.file_name for a in chosen.values()}
             solid = None
@@ -390,6 +421,14 @@ def build_bundle(
             if compact is not None:
                 items, solid = _compact(items, work, created, compact, {*keep_plain, *boot_names})
             compact_seconds = time.monotonic() - compact_started if solid else 0.0
+            if self_installing:
+                from pybundle.bundler.selfinstall import (
+                    prepare_self_install,
+                    whole_file_signature,
+                    write_whole_file_signature,
+                )
+            if wheels is not None and not wheels.empty:
+                from pybundle.bundler.wheelhouse import resolve_wheelhouses
             self_parts = (
                 prepare_self_install(
                     items, cache_dir, work, on_warning=on_warning, solid=solid is not None
@@ -410,20 +449,27 @@ def build_bundle(
                 else None
             )
             target = output if volume_size is None else work / output.name
-            manifest = write_bundle(
-                target,
-                items,
-                secret_key=secret_key,
-                force=force,
-                serial=serial,
-                expires=expires,
-                solid=solid,
-                now=created,
-                self_install=self_parts.section if self_parts else None,
-                carried=self_parts.files if self_parts else (),
-                preamble=self_parts.stub if self_parts else None,
-                wheelhouses=house.section if house else None,
-                wheel_files=house.files if house else (),
+            manifest = _write_checked(
+                lambda: write_bundle(
+                    target,
+                    items,
+                    secret_key=secret_key,
+                    force=force,
+                    serial=serial,
+                    expires=expires,
+                    solid=solid,
+                    now=created,
+                    self_install=self_parts.section if self_parts else None,
+                    carried=self_parts.files if self_parts else (),
+                    preamble=self_parts.stub if self_parts else None,
+                    wheelhouses=house.section if house else None,
+                    wheel_files=house.files if house else (),
+                ),
+                the_plan,
+                downloads,
+                cache_dir,
+                jobs,
+                progress,
             )
             # the whole file's signature: over the file with its stub, before it is cut into
             # volumes (whose joined bytes it then covers: cat NAME.0* > NAME); written beside
@@ -471,6 +517,8 @@ def _compact(
     inside = [(a, p) for a, p in items if a.file_name not in keep_plain]
     if not inside:
         return items, None
+    from pybundle.bundler.solid import pack_solid
+
     container, entries, path = run_stoppable(
         lambda stop: pack_solid(inside, work, when=created, options=options, stop=stop),
         name="pybundle-compact",
@@ -484,6 +532,8 @@ def _boot_candidates(
 ) -> list[BootCandidate]:
     """What could bootstrap a self-installing file, before anything is downloaded or packed:
     the planned catalog archives and the prefixes (packed as ``prefix_format``)."""
+    from pybundle.bundler.selfinstall import BootCandidate
+
     found = []
     for p in the_plan.artifacts if the_plan else ():
         e = p.entry
@@ -513,13 +563,51 @@ def _boot_candidates(
     return found
 
 
+def _write_checked(
+    write: Callable[[], Manifest],
+    the_plan: Optional[Plan],
+    downloads: Sequence[DownloadResult],
+    cache_dir: Path,
+    jobs: int,
+    progress: Optional[Progress],
+) -> Manifest:
+    """Run ``write`` (the bundle writer, which hashes every archive as it copies it and
+    drops its temporary file when one does not match); when it fails so and some archives
+    were cache hits taken without re-hashing (``verified=False``), fetch those again with
+    verify-on-hit (:meth:`Cache.lookup`: a damaged entry is evicted and downloaded again,
+    into the same cache path) and write once more."""
+    try:
+        return write()
+    except HashMismatchError:
+        if the_plan is None or all(d.verified for d in downloads):
+            raise
+    redo = Plan(tuple(p for p, d in zip(the_plan.artifacts, downloads) if not d.verified))
+    _download_all(redo, Cache(cache_dir), jobs, progress, trust_hits=False)
+    return write()
+
+
 def _download_all(
-    the_plan: Plan, cache: Cache, jobs: int, progress: Optional[Progress]
+    the_plan: Plan,
+    cache: Cache,
+    jobs: int,
+    progress: Optional[Progress],
+    *,
+    trust_hits: bool = False,
 ) -> tuple[list[DownloadResult], DownloadSummary]:
     """Fetch the plan's archives into the cache, measuring each (:meth:`Cache.shape`) in its
     download thread while the other downloads go on; returns the results in plan order and
-    their summary. Stoppable: see :meth:`Downloader.fetch_all`."""
-    downloader = Downloader(cache, jobs=jobs, progress=progress)
+    their summary. Stoppable: see :meth:`Downloader.fetch_all`.
+
+    With ``trust_hits``, a hit whose shape is remembered is taken after a size check only
+    (``verified=False``; nothing is read from it here): the caller must hash it as it reads
+    it (:func:`_write_checked`). A hit whose shape must still be measured is verified first,
+    so a shape is only ever measured from verified bytes."""
+    trust = (
+        (lambda item: item.sha256 is not None and cache.has_shape(item.sha256))
+        if trust_hits
+        else None
+    )
+    downloader = Downloader(cache, jobs=jobs, progress=progress, trust_hit=trust)
     started = time.monotonic()
     try:
         downloads = downloader.fetch_all(

@@ -10,7 +10,9 @@ Layout (all under the cache root)::
 ``<key>`` is the expected sha256, or ``url-<sha256 of the URL>`` for an archive whose catalog
 gives no sha256 (``--allow-unhashed``). A file gets its final name only by ``os.replace`` of a
 fully written, hash-checked ``.partial``, so no partial or unverified file ever carries a final
-name. A cache hit is re-hashed before use; a file that no longer matches its name is evicted.
+name. A cache hit is re-hashed before use (:meth:`Cache.lookup`; a file that no longer matches
+its name is evicted), or, for a caller that hashes every byte as it reads them anyway, only
+checked for its size, the caller re-hashing it (:meth:`Cache.lookup_unverified`).
 Each entry is fetched under its lock, so bundle processes sharing a cache download an archive
 once: the second waits and then finds it. A hit refreshes the file's modification time, which
 ``clean(older_than=...)`` reads as the last use.
@@ -25,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -193,6 +196,35 @@ class Cache:
         Call it under the entry's lock. See :func:`verified_hit` (eviction, last use, errors).
         """
         return verified_hit(self.path_for(sha256, file_name), sha256, size)
+
+    def lookup_unverified(
+        self, sha256: str, file_name: str, size: int | None = None
+    ) -> Path | None:
+        """Return the cached path if a regular file of ``size`` bytes (when given) is there,
+        without reading it: the caller promises to hash every byte it uses and, on a mismatch,
+        to discard what it made from them and look the entry up again with :meth:`lookup`
+        (which evicts it). For callers that read the whole file anyway (the bundle writer,
+        :func:`pybundle.bundler.pack.write_bundle`), so a warm hit is read once, not twice.
+
+        Call it under the entry's lock. A hit gets its modification time refreshed (its last
+        use). Only a stat: raises nothing.
+        """
+        path = self.path_for(sha256, file_name)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+            return None
+        with suppress(OSError):
+            os.utime(path)
+        return path
+
+    def has_shape(self, sha256: str) -> bool:
+        """Whether the shape of the archive ``sha256`` is remembered (an intact ``shapes/``
+        record, see :meth:`shape`): then :meth:`shape` does not read the archive."""
+        sha256 = sha256.lower()
+        return _read_shape(self.shapes / f"{sha256}.json", sha256) is not None
 
     def commit(self, temp: Path, sha256: str, file_name: str) -> Path:
         """Give a verified temporary file its final name (atomic rename); returns that path."""

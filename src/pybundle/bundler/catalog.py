@@ -22,18 +22,18 @@ import json
 import os
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
-
-import requests
+from typing import TYPE_CHECKING, Any, Optional
 
 from pybundle import __version__
 from pybundle.errors import CatalogError, DownloadError, UsageError
 from pybundle.targets import Target, is_known_target
 from pybundle.versions import PythonVersion
+
+if TYPE_CHECKING:  # imported where used: a local catalog never loads it
+    import requests
 
 __all__ = [
     "CATALOG_ENV",
@@ -356,6 +356,8 @@ def _scheme(source: str) -> str:
 def _fetch(url: str, session: requests.Session, timeout: float) -> bytes:
     limit = MAX_CATALOG_BYTES
     too_big = f"catalog {url} is larger than the {limit // (1024 * 1024)} MiB limit"
+    import requests
+
     try:
         with session.get(
             url, timeout=timeout, stream=True, headers={"User-Agent": f"pybundle/{__version__}"}
@@ -414,7 +416,7 @@ def _local_path(source: str) -> Optional[Path]:
     if scheme in ("http", "https"):
         return None
     if scheme == "file":
-        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
+        return Path(_url2pathname(urllib.parse.urlsplit(source).path))
     return Path(source)
 
 
@@ -672,11 +674,21 @@ def _load_bytes(source: str, session: Optional[requests.Session], timeout: float
     if scheme in ("http", "https"):
         if session is not None:
             return _fetch(source, session, timeout)
+        import requests
+
         with requests.Session() as own:
             return _fetch(source, own, timeout)
     if scheme == "file":
         parts = urllib.parse.urlsplit(source)
         if parts.netloc not in ("", "localhost"):
             raise CatalogError(f"cannot read catalog {source}: only local file:// URLs work")
-        return _read_file(urllib.request.url2pathname(parts.path), source)
+        return _read_file(_url2pathname(parts.path), source)
     return _read_file(source, source)
+
+
+def _url2pathname(path: str) -> str:
+    """``urllib.request.url2pathname`` (imported here: urllib.request loads http.client, email
+    and ssl, which a local catalog does not need)."""
+    import urllib.request
+
+    return urllib.request.url2pathname(path)

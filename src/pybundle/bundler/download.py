@@ -37,8 +37,8 @@ and size, and only then renamed to its final name. The rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import http.client
 import os
 import re
 import shutil
@@ -46,24 +46,21 @@ import socket
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from pybundle import __version__
 from pybundle.bundler.cache import Cache, entry_key
 from pybundle.bundler.stopping import JOIN_POLL, Stopped, check, pause
 from pybundle.errors import DownloadError, HashMismatchError, StorageError
 from pybundle.hashing import CHUNK_SIZE
+
+if TYPE_CHECKING:  # imported where used: a run served from the cache never loads them
+    import requests
 
 DEFAULT_JOBS = 4
 CONNECT_TIMEOUT = 30.0
@@ -107,7 +104,10 @@ class DownloadResult:
     ``sha256`` is the digest of the bytes (equal to ``item.sha256`` when that was given);
     ``cached`` is True when no byte was transferred; ``transferred`` counts bytes received in
     this run (a resumed download counts only the rest); ``resumed_from`` is the byte offset the
-    first request started at; ``seconds`` is the wall time spent on this item.
+    first request started at; ``seconds`` is the wall time spent on this item. ``verified`` is
+    False for a cache hit that was trusted without re-hashing (``trust_hit`` of
+    :class:`Downloader`): the caller must hash the bytes it reads and, when they do not match,
+    fetch the item again with verification (:meth:`Downloader.fetch` with ``trust=False``).
     """
 
     item: DownloadItem
@@ -118,6 +118,7 @@ class DownloadResult:
     transferred: int = 0
     resumed_from: int = 0
     seconds: float = 0.0
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -167,37 +168,52 @@ class _NoProgress:
         pass
 
 
-class _CappedRetry(Retry):
-    """urllib3's Retry with ``Retry-After`` shortened to :data:`MAX_RETRY_AFTER` seconds (and
-    ignored when it cannot be parsed), and sleeps that end early when ``stop`` is set."""
+@functools.cache
+def _capped_retry() -> Any:
+    """The class ``_CappedRetry``: urllib3's Retry with ``Retry-After`` shortened to
+    :data:`MAX_RETRY_AFTER` seconds (and ignored when it cannot be parsed), and sleeps that end
+    early when ``stop`` is set. Made at first use, so that importing this module does not
+    load urllib3 (a bundle served from the cache never needs it)."""
+    import urllib3
+    from urllib3.util.retry import Retry
 
-    stop: Optional[threading.Event] = None
+    class _CappedRetry(Retry):
+        stop: Optional[threading.Event] = None
 
-    def new(self, **kw: Any) -> _CappedRetry:
-        retry = super().new(**kw)
-        retry.stop = self.stop
-        return retry
+        def new(self, **kw: Any) -> _CappedRetry:
+            retry = super().new(**kw)
+            retry.stop = self.stop
+            return retry
 
-    def get_retry_after(self, response: Any) -> Optional[float]:
-        try:
-            value = super().get_retry_after(response)
-        except (ValueError, OverflowError, IndexError, TypeError, urllib3.exceptions.HTTPError):
-            # hostile or broken: an unparsable date, a number too long for int(), a year
-            # beyond time_t; the exponential back-off applies instead
-            return None
-        return None if value is None else min(value, MAX_RETRY_AFTER)
+        def get_retry_after(self, response: Any) -> Optional[float]:
+            try:
+                value = super().get_retry_after(response)
+            except (
+                ValueError,
+                OverflowError,
+                IndexError,
+                TypeError,
+                urllib3.exceptions.HTTPError,
+            ):
+                # hostile or broken: an unparsable date, a number too long for int(), a year
+                # beyond time_t; the exponential back-off applies instead
+                return None
+            return None if value is None else min(value, MAX_RETRY_AFTER)
 
-    def sleep(self, response: Any = None) -> None:
-        """urllib3's sleep (``Retry-After`` if the server sent a usable one, else the
-        exponential back-off), interrupted by :class:`Stopped` when ``stop`` is set."""
-        delay: Optional[float] = None
-        if self.respect_retry_after_header and response is not None:
-            delay = self.get_retry_after(response)
-        pause(self.stop, delay if delay else self.get_backoff_time())
+        def sleep(self, response: Any = None) -> None:
+            """urllib3's sleep (``Retry-After`` if the server sent a usable one, else the
+            exponential back-off), interrupted by :class:`Stopped` when ``stop`` is set."""
+            delay: Optional[float] = None
+            if self.respect_retry_after_header and response is not None:
+                delay = self.get_retry_after(response)
+            pause(self.stop, delay if delay else self.get_backoff_time())
+
+    return _CappedRetry
 
 
-class GitHubTokenAuth(requests.auth.AuthBase):
-    """Adds ``Authorization: Bearer <token>`` to https requests for :data:`GITHUB_HOSTS` only."""
+class GitHubTokenAuth:
+    """Adds ``Authorization: Bearer <token>`` to https requests for :data:`GITHUB_HOSTS` only
+    (a requests auth callable)."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -222,7 +238,10 @@ def make_session(
     ``GITHUB_TOKEN`` is attached for GitHub hosts only (:class:`GitHubTokenAuth`). When
     ``stop`` is given, a retry's sleep ends with :class:`Stopped` as soon as it is set.
     """
-    retry = _CappedRetry(
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    retry = _capped_retry()(
         total=retries,
         connect=retries,
         read=retries,
@@ -272,6 +291,9 @@ class Downloader:
         session_factory: makes one requests session per worker thread (default
             :func:`make_session` with ``retries``, ``backoff`` and :attr:`stop`).
         read_timeout: seconds without a byte before a transfer counts as cut.
+        trust_hit: items (with a sha256) for which it returns True are, when cached with the
+            right size, returned without re-hashing (:meth:`Cache.lookup_unverified`; their
+            result has ``verified=False``): for a caller that hashes every byte it reads.
 
     Attributes:
         stop: the event :meth:`request_stop` sets; transfers raise :class:`Stopped` once it is.
@@ -287,8 +309,10 @@ class Downloader:
         progress: Optional[Progress] = None,
         session_factory: Optional[Callable[[], requests.Session]] = None,
         read_timeout: float = READ_TIMEOUT,
+        trust_hit: Optional[Callable[[DownloadItem], bool]] = None,
     ) -> None:
         self.cache = cache
+        self.trust_hit = trust_hit
         self.jobs = max(1, jobs)
         self.retries = retries
         self.backoff = backoff
@@ -338,8 +362,12 @@ class Downloader:
 
     # ---- one archive
 
-    def fetch(self, item: DownloadItem) -> DownloadResult:
+    def fetch(self, item: DownloadItem, trust: bool = True) -> DownloadResult:
         """Return the archive from the cache, downloading and verifying it first if needed.
+
+        A cache hit is re-hashed (a damaged one is evicted and downloaded again), unless
+        ``trust`` and the downloader's ``trust_hit`` accepts the item: then only its size is
+        checked and the result says ``verified=False``.
 
         Holds the entry's cache lock throughout, so concurrent processes fetch it once. An
         archive without an expected sha256 is always transferred (nothing can vouch for a
@@ -359,12 +387,24 @@ class Downloader:
         check(self.stop)
         with self.cache.locked(item.key, stop=self.stop):
             if item.sha256:
-                hit = self.cache.lookup(item.sha256, item.file_name, item.size)
+                trusted = trust and self.trust_hit is not None and self.trust_hit(item)
+                if trusted:
+                    hit = self.cache.lookup_unverified(item.sha256, item.file_name, item.size)
+                else:
+                    hit = self.cache.lookup(item.sha256, item.file_name, item.size)
                 if hit is not None:
                     size = hit.stat().st_size
                     self.progress.finish(item, cached=True)
                     return DownloadResult(
-                        item, hit, size, True, item.sha256.lower(), 0, 0, time.monotonic() - started
+                        item,
+                        hit,
+                        size,
+                        True,
+                        item.sha256.lower(),
+                        0,
+                        0,
+                        time.monotonic() - started,
+                        verified=not trusted,
                     )
             partial = self.cache.partial_for(item.key, item.file_name)
             if not item.sha256:
@@ -400,6 +440,8 @@ class Downloader:
         )
 
     def _copy_local(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
+        import urllib.request
+
         source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(item.url).path))
         digest = hashlib.sha256()
         size = 0
@@ -426,6 +468,11 @@ class Downloader:
     def _download(self, item: DownloadItem, partial: Path) -> tuple[str, int, int, int]:
         """Stream ``item`` into ``partial``, resuming and retrying; returns
         ``(sha256, size, bytes transferred, first offset)``."""
+        import http.client
+
+        import requests
+        import urllib3
+
         digest = hashlib.sha256()
         offset = 0
         try:
@@ -569,6 +616,7 @@ class Downloader:
         self,
         items: Sequence[DownloadItem],
         after: Optional[Callable[[DownloadResult], object]] = None,
+        trust: bool = True,
     ) -> list[DownloadResult]:
         """Fetch several archives with ``jobs`` threads; results follow the input order.
 
@@ -581,6 +629,7 @@ class Downloader:
         the CLI's SIGTERM exception) stops everything first: queued archives are cancelled,
         :meth:`request_stop` stops the transfers under way (their ``.partial`` files stay), and
         the call waits at most :data:`STOP_GRACE` seconds for them before re-raising it.
+        ``trust=False`` re-hashes every hit whatever ``trust_hit`` says (see :meth:`fetch`).
         """
         unique: dict[str, DownloadItem] = {}
         for item in items:
@@ -592,7 +641,7 @@ class Downloader:
         futures: dict[str, Future[DownloadResult]] = {}
         try:
             for key, item in unique.items():
-                futures[key] = pool.submit(self._fetch_then, item, after)
+                futures[key] = pool.submit(self._fetch_then, item, after, trust)
             for key, future in futures.items():
                 # a timed wait, so that a signal the kernel handed to a download thread still
                 # reaches this (main) thread's handler promptly (see stopping.JOIN_POLL)
@@ -615,9 +664,12 @@ class Downloader:
         return [results[item.key] for item in items]
 
     def _fetch_then(
-        self, item: DownloadItem, after: Optional[Callable[[DownloadResult], object]]
+        self,
+        item: DownloadItem,
+        after: Optional[Callable[[DownloadResult], object]],
+        trust: bool = True,
     ) -> DownloadResult:
-        result = self.fetch(item)
+        result = self.fetch(item, trust)
         if after is not None:
             after(result)
         return result

@@ -12,8 +12,6 @@ import sys
 import threading
 from typing import IO, Any, Optional
 
-from tqdm import tqdm
-
 from pybundle.bundler.download import DownloadItem
 
 
@@ -46,7 +44,7 @@ class TqdmProgress:
         self._files = files
         self._done = 0
         self._seen = 0
-        self.total = tqdm(
+        self.total = self._bar(
             total=known_bytes or None,
             unit="B",
             unit_scale=True,
@@ -57,6 +55,14 @@ class TqdmProgress:
             disable=not self.enabled,
             dynamic_ncols=True,
         )
+
+    def _bar(self, **options: Any) -> Any:
+        """A tqdm bar, or when drawing is off a :class:`_Off` (tqdm is not even imported)."""
+        if not self.enabled:
+            return _Off(options.get("total"), options.get("initial", 0))
+        from tqdm import tqdm
+
+        return tqdm(**options)
 
     def expect(self, files: int, known_bytes: int) -> None:
         """The run fetches ``files`` distinct archives (cache hits included), so the label
@@ -86,7 +92,7 @@ class TqdmProgress:
             position = self._free.pop(0) if self._free else self._next
             if position == self._next:
                 self._next += 1
-            bar = tqdm(
+            bar = self._bar(
                 total=total,
                 initial=initial,
                 unit="B",
@@ -131,3 +137,24 @@ class TqdmProgress:
                 bar.close()
             self._bars.clear()
             self.total.close()
+
+
+class _Off:
+    """What :class:`TqdmProgress` uses of a tqdm bar, drawing nothing (tqdm with ``disable``
+    does the same, but importing tqdm costs more than a warm-cache bundle's downloads)."""
+
+    def __init__(self, total: Optional[int], initial: int) -> None:
+        self.total = total
+        self.n = initial
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

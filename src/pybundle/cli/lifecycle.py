@@ -62,10 +62,10 @@ def report_install(
 
 def warn_portability(manifest: Any) -> None:
     """After ``bundle``: one warning per ``--from-prefix`` archive that needs host libraries."""
-    from pybundle.bundler.portability import describe
-
     for a in manifest.artifacts:
         if a.portability is not None:
+            from pybundle.bundler.portability import describe
+
             where = a.local_prefix or a.file_name
             warn(
                 f"{describe(a.portability, where)}; they must be installed "

@@ -88,8 +88,6 @@ def wheel_request(
 ) -> Any:
     """The :class:`pybundle.bundler.wheelhouse.WheelRequest` of the bundle options, or None
     when none asks for wheels. Raises UsageError for index options without -r/--with."""
-    from pybundle.bundler.wheelhouse import WheelRequest
-
     options: list[str] = []
     if index_url:
         options += ["--index-url", index_url]
@@ -106,6 +104,7 @@ def wheel_request(
                 "--allow-missing-wheels go with -r/--requirements or --with"
             )
         return None
+    from pybundle.bundler.wheelhouse import WheelRequest
     from pybundle.bundler.wheels import uv_index_options
 
     options += uv_index_options(os.environ, options)  # a uv user's index settings
