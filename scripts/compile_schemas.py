@@ -60,9 +60,38 @@ TYPE_TESTS = {
         "(isinstance(x, int) and not isinstance(x, bool)"
         " or isinstance(x, float) and x.is_integer())"
     ),
-    "number": "(isinstance(x, numbers.Number) and not isinstance(x, bool))",
+    "number": "(type(x) is int or type(x) is float or _other_number(x))",
 }
-IS_NUMBER = "isinstance(x, numbers.Number) and not isinstance(x, bool)"
+IS_NUMBER = "(type(x) is int or type(x) is float or _other_number(x))"
+"""jsonschema's "number": an instance of numbers.Number that is not a bool (``numbers`` is
+imported only for a value that is neither an int nor a float, which JSON never decodes to)."""
+
+HELPERS = '''
+def _other_number(x: Any) -> bool:
+    # isinstance(x, numbers.Number) and not a bool, for values other than int and float
+    if isinstance(x, (str, list, dict, bool)) or x is None:
+        return False
+    import numbers
+
+    return isinstance(x, numbers.Number)
+
+
+class _Pattern:
+    """A regex compiled at its first search, which rebinds the module global that names it to
+    the compiled pattern (so a validation compiles only the patterns it uses)."""
+
+    __slots__ = ("name", "pattern")
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.pattern = pattern
+
+    def search(self, text: str) -> Any:
+        compiled = re.compile(self.pattern)
+        globals()[self.name] = compiled
+        return compiled.search(text)
+
+'''
 
 
 class SchemaCompileError(Exception):
@@ -274,7 +303,6 @@ def generate(schema_dir: Path = SCHEMA_DIR, names: list[str] | None = None) -> s
         "False. ``SCHEMA_SHA256`` holds the sha256 of each schema file compiled.",
         '"""',
         "",
-        "import numbers",
         "import re",
         "from typing import Any, Callable",
         "",
@@ -282,7 +310,8 @@ def generate(schema_dir: Path = SCHEMA_DIR, names: list[str] | None = None) -> s
         *(f"    {name!r}: {digest!r}," for name, digest in digests.items()),
         "}",
         "",
-        *(f"{var} = re.compile({pattern!r})" for pattern, var in compiler.patterns.items()),
+        HELPERS,
+        *(f"{var} = _Pattern({var!r}, {pattern!r})" for pattern, var in compiler.patterns.items()),
         *(f"_C{i} = {text}" for i, text in enumerate(compiler.constants, 1)),
         "",
         "",

@@ -324,7 +324,7 @@ def mutated(draw: st.DrawFn, documents: list[tuple[str, str, dict[str, Any]]]) -
             del parent[last]
         elif op == "add" and isinstance(parent, dict):
             key = draw(st.sampled_from(["x", "url", "solid", "portability", "expires", ""]))
-            parent[key] = draw(st.one_of(NEAR_MISSES, json_values(1)))
+            parent[key] = copy.deepcopy(draw(st.one_of(NEAR_MISSES, json_values(1))))
         elif op == "add":
             parent.append(copy.deepcopy(parent[last]))
         elif op == "text" and isinstance(parent[last], str):
@@ -333,7 +333,7 @@ def mutated(draw: st.DrawFn, documents: list[tuple[str, str, dict[str, Any]]]) -
             insert = draw(st.sampled_from(["\n", "\x00", "\x1f", "\x7f", "/", "é", "A", " "]))
             parent[last] = value[:at] + insert + value[at:]
         elif op == "near":
-            parent[last] = draw(NEAR_MISSES)
+            parent[last] = copy.deepcopy(draw(NEAR_MISSES))  # the samples are shared
         else:
             parent[last] = draw(json_values(1))
     return name, doc

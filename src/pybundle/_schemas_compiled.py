@@ -9,7 +9,6 @@ and jsonschema stay the judge: :mod:`pybundle.schema` asks jsonschema whenever t
 False. ``SCHEMA_SHA256`` holds the sha256 of each schema file compiled.
 """
 
-import numbers
 import re
 from typing import Any, Callable
 
@@ -19,36 +18,62 @@ SCHEMA_SHA256 = {
     'receipt-v1.schema.json': '01495e46cd48bb3691dd5f82ec756ece3a96f2149335717a241b4dab8435d220',
 }
 
-_P1 = re.compile('^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
-_P2 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$')
-_P3 = re.compile('^[^\\u0000-\\u001f\\u007f]{1,64}$')
-_P4 = re.compile('^archives/[A-Za-z0-9][A-Za-z0-9._+%-]*$')
-_P5 = re.compile('^[A-Za-z0-9][A-Za-z0-9._+%-]*$')
-_P6 = re.compile('^[0-9a-f]{64}$')
-_P7 = re.compile('^[^\\u0000-\\u001f\\u007f]+$')
-_P8 = re.compile('^[0-9]+\\.[0-9]+\\.[0-9]+((a|b|rc)[0-9]+)?$')
-_P9 = re.compile('^[A-Za-z0-9._-]{1,64}$')
-_P10 = re.compile('^[a-z0-9_]{1,32}$')
-_P11 = re.compile('^[a-z0-9_]+(-[a-z0-9_]+){2,3}$')
-_P12 = re.compile('^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$')
-_P13 = re.compile('^/[^\\u0000-\\u001f\\u007f]*[^/\\u0000-\\u001f\\u007f]$')
-_P14 = re.compile('^[A-Za-z0-9][A-Za-z0-9._+%-]*\\.tar$')
-_P15 = re.compile('^[^/\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$')
-_P16 = re.compile('^[^/\\u0000-\\u001f\\u007f]{1,255}$')
-_P17 = re.compile('^archives/[A-Za-z0-9][A-Za-z0-9._+%-]*\\.7z$')
-_P18 = re.compile('^(wheels/[A-Za-z0-9][A-Za-z0-9._+-]*\\.whl|__main__\\.py)$')
-_P19 = re.compile('^3\\.[0-9]{1,2}$')
-_P20 = re.compile('^bin/python3(\\.[0-9]{1,2})?$')
-_P21 = re.compile('^wheels/[A-Za-z0-9][A-Za-z0-9._+-]*\\.whl$')
-_P22 = re.compile('^[A-Za-z0-9_.]{1,64}-[A-Za-z0-9_.]{1,64}-[A-Za-z0-9_.]{1,128}$')
-_P23 = re.compile('^cpython-3\\.[0-9]{1,2}t?-[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+$')
-_P24 = re.compile('^cp3[0-9]{1,2}t?$')
-_P25 = re.compile('^locks/cpython-3\\.[0-9]{1,2}t?-[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+\\.txt$')
-_P26 = re.compile('^[^\\u0000-\\u001f\\u007f]{1,512}$')
-_P27 = re.compile('^[^\\u0000-\\u001f\\u007f]{1,1024}$')
-_P28 = re.compile('^/')
-_P29 = re.compile('^[0-9A-F]{16}$')
-_P30 = re.compile('^[^/]')
+
+def _other_number(x: Any) -> bool:
+    # isinstance(x, numbers.Number) and not a bool, for values other than int and float
+    if isinstance(x, (str, list, dict, bool)) or x is None:
+        return False
+    import numbers
+
+    return isinstance(x, numbers.Number)
+
+
+class _Pattern:
+    """A regex compiled at its first search, which rebinds the module global that names it to
+    the compiled pattern (so a validation compiles only the patterns it uses)."""
+
+    __slots__ = ("name", "pattern")
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.pattern = pattern
+
+    def search(self, text: str) -> Any:
+        compiled = re.compile(self.pattern)
+        globals()[self.name] = compiled
+        return compiled.search(text)
+
+
+_P1 = _Pattern('_P1', '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+_P2 = _Pattern('_P2', '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$')
+_P3 = _Pattern('_P3', '^[^\\u0000-\\u001f\\u007f]{1,64}$')
+_P4 = _Pattern('_P4', '^archives/[A-Za-z0-9][A-Za-z0-9._+%-]*$')
+_P5 = _Pattern('_P5', '^[A-Za-z0-9][A-Za-z0-9._+%-]*$')
+_P6 = _Pattern('_P6', '^[0-9a-f]{64}$')
+_P7 = _Pattern('_P7', '^[^\\u0000-\\u001f\\u007f]+$')
+_P8 = _Pattern('_P8', '^[0-9]+\\.[0-9]+\\.[0-9]+((a|b|rc)[0-9]+)?$')
+_P9 = _Pattern('_P9', '^[A-Za-z0-9._-]{1,64}$')
+_P10 = _Pattern('_P10', '^[a-z0-9_]{1,32}$')
+_P11 = _Pattern('_P11', '^[a-z0-9_]+(-[a-z0-9_]+){2,3}$')
+_P12 = _Pattern('_P12', '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$')
+_P13 = _Pattern('_P13', '^/[^\\u0000-\\u001f\\u007f]*[^/\\u0000-\\u001f\\u007f]$')
+_P14 = _Pattern('_P14', '^[A-Za-z0-9][A-Za-z0-9._+%-]*\\.tar$')
+_P15 = _Pattern('_P15', '^[^/\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$')
+_P16 = _Pattern('_P16', '^[^/\\u0000-\\u001f\\u007f]{1,255}$')
+_P17 = _Pattern('_P17', '^archives/[A-Za-z0-9][A-Za-z0-9._+%-]*\\.7z$')
+_P18 = _Pattern('_P18', '^(wheels/[A-Za-z0-9][A-Za-z0-9._+-]*\\.whl|__main__\\.py)$')
+_P19 = _Pattern('_P19', '^3\\.[0-9]{1,2}$')
+_P20 = _Pattern('_P20', '^bin/python3(\\.[0-9]{1,2})?$')
+_P21 = _Pattern('_P21', '^wheels/[A-Za-z0-9][A-Za-z0-9._+-]*\\.whl$')
+_P22 = _Pattern('_P22', '^[A-Za-z0-9_.]{1,64}-[A-Za-z0-9_.]{1,64}-[A-Za-z0-9_.]{1,128}$')
+_P23 = _Pattern('_P23', '^cpython-3\\.[0-9]{1,2}t?-[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+$')
+_P24 = _Pattern('_P24', '^cp3[0-9]{1,2}t?$')
+_P25 = _Pattern('_P25', '^locks/cpython-3\\.[0-9]{1,2}t?-[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+\\.txt$')
+_P26 = _Pattern('_P26', '^[^\\u0000-\\u001f\\u007f]{1,512}$')
+_P27 = _Pattern('_P27', '^[^\\u0000-\\u001f\\u007f]{1,1024}$')
+_P28 = _Pattern('_P28', '^/')
+_P29 = _Pattern('_P29', '^[0-9A-F]{16}$')
+_P30 = _Pattern('_P30', '^[^/]')
 _C1 = frozenset(['artifacts', 'bundle_id', 'created', 'schema_version', 'serial', 'tool'])
 _C2 = frozenset(['artifacts', 'bundle_id', 'created', 'expires', 'schema_version', 'serial', 'tool'])
 _C3 = frozenset(['name', 'version'])
@@ -106,7 +131,7 @@ _C54 = frozenset(['path', 'target', 'type'])
 
 
 def _v2(x: Any) -> bool:
-    if not (isinstance(x, numbers.Number) and not isinstance(x, bool) and x == 1):
+    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 1):
         return False
     return True
 
@@ -122,9 +147,9 @@ def _v3(x: Any) -> bool:
 def _v4(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 9007199254740991:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 9007199254740991:
         return False
     return True
 
@@ -219,9 +244,9 @@ def _v17(x: Any) -> bool:
 def _v19(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1099511627776:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
@@ -383,9 +408,9 @@ def _v39(x: Any) -> bool:
 def _v40(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 17592186044416:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
         return False
     return True
 
@@ -393,9 +418,9 @@ def _v40(x: Any) -> bool:
 def _v41(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 100000000:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 100000000:
         return False
     return True
 
@@ -505,7 +530,7 @@ def _v1(x: Any) -> bool:
 
 
 def _v44(x: Any) -> bool:
-    if not (isinstance(x, numbers.Number) and not isinstance(x, bool) and x == 2):
+    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 2):
         return False
     return True
 
@@ -521,9 +546,9 @@ def _v45(x: Any) -> bool:
 def _v46(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 9007199254740991:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 9007199254740991:
         return False
     return True
 
@@ -618,9 +643,9 @@ def _v59(x: Any) -> bool:
 def _v61(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1099511627776:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
@@ -782,9 +807,9 @@ def _v81(x: Any) -> bool:
 def _v82(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 17592186044416:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
         return False
     return True
 
@@ -792,9 +817,9 @@ def _v82(x: Any) -> bool:
 def _v83(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 100000000:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 100000000:
         return False
     return True
 
@@ -818,9 +843,9 @@ def _v86(x: Any) -> bool:
 def _v87(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1024:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1024:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 17592186044416:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
         return False
     return True
 
@@ -1034,9 +1059,9 @@ def _v99(x: Any) -> bool:
 def _v100(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 4096:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 4096:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1073741824:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1073741824:
         return False
     return True
 
@@ -1044,9 +1069,9 @@ def _v100(x: Any) -> bool:
 def _v101(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 32:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 32:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1099511627776:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
@@ -1062,9 +1087,9 @@ def _v102(x: Any) -> bool:
 def _v103(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 17592186044416:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
         return False
     return True
 
@@ -1113,9 +1138,9 @@ def _v108(x: Any) -> bool:
 def _v109(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1099511627776:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
@@ -1298,9 +1323,9 @@ def _v124(x: Any) -> bool:
 def _v125(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 1099511627776:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
@@ -1477,9 +1502,9 @@ def _v142(x: Any) -> bool:
 def _v143(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 1:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 16777216:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 16777216:
         return False
     return True
 
@@ -1646,7 +1671,7 @@ def _v43(x: Any) -> bool:
 
 
 def _v150(x: Any) -> bool:
-    if not (isinstance(x, numbers.Number) and not isinstance(x, bool) and x == 1):
+    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 1):
         return False
     return True
 
@@ -1727,9 +1752,9 @@ def _v160(x: Any) -> bool:
 def _v161(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 9007199254740991:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 9007199254740991:
         return False
     return True
 
@@ -1846,9 +1871,9 @@ def _v176(x: Any) -> bool:
 def _v177(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x > 4095:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 4095:
         return False
     return True
 
@@ -1856,7 +1881,7 @@ def _v177(x: Any) -> bool:
 def _v178(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
         return False
     return True
 
