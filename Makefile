@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
 
-.PHONY: install demo test lint format clean bench fuzz
+.PHONY: install demo test lint format clean bench fuzz schemas
 
 $(BIN)/pybundle: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,14 +37,19 @@ fuzz: install
 	$(BIN)/python tests/fuzz/run.py --minutes $(FUZZ_MINUTES)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts/compile_schemas.py
+	$(BIN)/ruff format --check src tests scripts/compile_schemas.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests scripts/compile_schemas.py
+	$(BIN)/ruff check --fix src tests scripts/compile_schemas.py
+
+# The validators compiled from src/pybundle/schemas (the installer's fast accept path); run it
+# after changing or adding a schema: tests/test_schema_compiled.py fails while they are stale.
+schemas: install
+	$(BIN)/python scripts/compile_schemas.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -652,7 +652,9 @@ def test_sh_file_install_json_reports_the_kept_installer(self_kit: SelfKit, host
 def test_the_launcher_runs_isolated_from_python_variables(self_kit: SelfKit, host: Host) -> None:
     poison = host.root / "poison"
     poison.mkdir(parents=True)
-    (poison / "jsonschema.py").write_text("raise SystemExit('poisoned jsonschema imported')\n")
+    # typer: every command imports it (a valid manifest no longer imports jsonschema)
+    for name in ("jsonschema", "typer"):
+        (poison / f"{name}.py").write_text(f"raise SystemExit('poisoned {name} imported')\n")
     env = host.env(PYTHONPATH=str(poison), PYTHONHOME="/nonexistent", LD_LIBRARY_PATH="/keep")
     out = run_stub(self_kit.bundle, "verify", "--trusted-key", str(self_kit.public_key), env=env)
     assert out.returncode == 0, out.stderr
