@@ -88,8 +88,8 @@ class IndexReader:
 
     ``max_lines`` bounds the number of entries (the archive's member budget), ``max_size`` the
     size of any one entry and of all of them together (the archive's unpacked-bytes budget),
-    ``max_bytes`` the bytes read in all (the manifest's recorded index size). Memory: one line
-    at a time.
+    ``max_bytes`` the bytes read in all (the manifest's recorded index size: the index ends
+    there, and a line running past it is refused). Memory: one line at a time.
 
     Every refusal is an UnsafeArchiveError naming ``source`` and the line number: a bad header,
     a malformed line (digest, size, name), a name that is not UTF-8, a CR or NUL, a missing
@@ -126,6 +126,8 @@ class IndexReader:
 
     def _readline(self) -> bytes:
         left = self._max_bytes - self._bytes
+        if left <= 0:
+            return b""  # never a byte past the recorded size
         raw = self._stream.readline(min(MAX_LINE_BYTES, left + 1))
         self._bytes += len(raw)
         if self._bytes > self._max_bytes:

@@ -210,9 +210,9 @@ def test_an_index_that_disagrees_is_refused_and_nothing_changes(
         proc = run_cli("install", str(bad), "--trusted-key", public, "--no-bin",
                        "--allow-downgrade", *args)  # fmt: skip
         assert proc.returncode == 6, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("pybundle: error:"), proc.stderr
-        assert f"indexes/{artifact.file_name}.files" in lines[0]
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("pybundle: error:")]
+        assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"indexes/{artifact.file_name}.files" in errors[0]
         assert snapshot(installs) == earlier
         assert not (tmp_path / "new").exists()
 
@@ -250,3 +250,26 @@ def test_a_manifest_naming_a_missing_index_member_is_refused(
         assert proc.returncode == 5, proc.stderr
         assert "indexes/" in proc.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_the_cache_remembers_the_index_and_remakes_a_damaged_one(tmp_path: Path) -> None:
+    from pybundle.bundler.cache import Cache
+
+    archive, artifact = tiny(tmp_path)
+    cache = Cache(tmp_path / "cache")
+    shape, index = cache.shape_and_index(artifact.sha256, archive, "tar.gz")
+    assert index is not None and index.path == cache.shapes / f"{artifact.sha256}.files"
+    good = index.path.read_bytes()
+    assert [tuple(e) for e in parse_index(good, "i")] == independent_index(archive)
+    record = json.loads((cache.shapes / f"{artifact.sha256}.json").read_text())
+    assert record["index"] == {"sha256": hashlib.sha256(good).hexdigest(), "size": len(good)}
+    for damage in (good[:-2] + b"X\n", b"", None):
+        if damage is None:
+            index.path.unlink()
+        else:
+            index.path.write_bytes(damage)
+        again = cache.shape_and_index(artifact.sha256, archive, "tar.gz")
+        assert again == (shape, index) and index.path.read_bytes() == good
+    old = {k: v for k, v in record.items() if k != "index"}  # a record from before indexes
+    (cache.shapes / f"{artifact.sha256}.json").write_text(json.dumps(old))
+    assert cache.shape_and_index(artifact.sha256, archive, "tar.gz") == (shape, index)
