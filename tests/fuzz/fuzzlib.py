@@ -782,10 +782,10 @@ def fileindex_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
         for op, at, number, blob, text in ops:
             i = at % len(lines) if lines else 0
             if op == "rename" and lines:
-                digest, size, _ = (lines[i].split(b" ", 2) + [b"", b""])[:3]
+                digest, size, _ = [*lines[i].split(b" ", 2), b"", b""][:3]
                 lines[i] = digest + b" " + size + b" " + text.encode("utf-8", "replace") + b"\n"
             elif op == "size" and lines:
-                digest, _, name = (lines[i].split(b" ", 2) + [b"", b""])[:3]
+                digest, _, name = [*lines[i].split(b" ", 2), b"", b""][:3]
                 lines[i] = digest + b" " + str(number).encode() + b" " + name
             elif op == "drop" and lines:
                 del lines[i]
