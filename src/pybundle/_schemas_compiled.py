@@ -15,6 +15,7 @@ from typing import Any, Callable
 SCHEMA_SHA256 = {
     'manifest-v1.schema.json': 'd41855f55d6723dc1035c8aeb03f254fa8c35b2d9828b9cb45c72c07f5dc23d5',
     'manifest-v2.schema.json': '1293e1e8c0b71c3cd67185faee61723ec61880d4d59647771baf6e3e480093d6',
+    'manifest-v3.schema.json': '61f082d872797052b53a90af1d425318f1d3029c082de3b4decefa103dfe16fa',
     'receipt-v1.schema.json': '01495e46cd48bb3691dd5f82ec756ece3a96f2149335717a241b4dab8435d220',
 }
 
@@ -71,9 +72,10 @@ _P24 = _Pattern('_P24', '^cp3[0-9]{1,2}t?$')
 _P25 = _Pattern('_P25', '^locks/cpython-3\\.[0-9]{1,2}t?-[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+\\.txt$')
 _P26 = _Pattern('_P26', '^[^\\u0000-\\u001f\\u007f]{1,512}$')
 _P27 = _Pattern('_P27', '^[^\\u0000-\\u001f\\u007f]{1,1024}$')
-_P28 = _Pattern('_P28', '^/')
-_P29 = _Pattern('_P29', '^[0-9A-F]{16}$')
-_P30 = _Pattern('_P30', '^[^/]')
+_P28 = _Pattern('_P28', '^indexes/[A-Za-z0-9][A-Za-z0-9._+%-]*\\.files$')
+_P29 = _Pattern('_P29', '^/')
+_P30 = _Pattern('_P30', '^[0-9A-F]{16}$')
+_P31 = _Pattern('_P31', '^[^/]')
 _C1 = frozenset(['artifacts', 'bundle_id', 'created', 'schema_version', 'serial', 'tool'])
 _C2 = frozenset(['artifacts', 'bundle_id', 'created', 'expires', 'schema_version', 'serial', 'tool'])
 _C3 = frozenset(['name', 'version'])
@@ -118,16 +120,52 @@ _C41 = frozenset(['member', 'sha256', 'size'])
 _C42 = frozenset(['member', 'sha256', 'size'])
 _C43 = frozenset(['reason', 'requirement'])
 _C44 = frozenset(['reason', 'requirement'])
-_C45 = frozenset(['artifact', 'build_prefix', 'bundle', 'files', 'installed_at', 'layout', 'links', 'prefix', 'receipt_version', 'tool'])
-_C46 = frozenset(['artifact', 'build_prefix', 'bundle', 'files', 'installed_at', 'layout', 'links', 'prefix', 'receipt_version', 'tool'])
+_C45 = frozenset(['artifacts', 'bundle_id', 'created', 'schema_version', 'serial', 'tool'])
+_C46 = frozenset(['artifacts', 'bundle_id', 'created', 'expires', 'schema_version', 'self_install', 'serial', 'solid', 'tool', 'wheelhouses'])
 _C47 = frozenset(['name', 'version'])
 _C48 = frozenset(['name', 'version'])
-_C49 = frozenset(['bundle_id', 'created', 'file', 'serial', 'signer_key_id'])
-_C50 = frozenset(['bundle_id', 'created', 'file', 'serial', 'signer_key_id'])
-_C51 = frozenset(['mode', 'path', 'sha256', 'size', 'type'])
-_C52 = frozenset(['mode', 'path', 'sha256', 'size', 'type'])
-_C53 = frozenset(['path', 'target', 'type'])
-_C54 = frozenset(['path', 'target', 'type'])
+_C49 = frozenset(['arch', 'arch_variant', 'archive_format', 'build', 'build_prefix', 'file_name', 'flavour', 'implementation', 'libc', 'member', 'os', 'sha256', 'size', 'source', 'strip_prefix', 'target_triple', 'variant', 'version'])
+_C50 = frozenset(['arch', 'arch_variant', 'archive_format', 'build', 'build_prefix', 'file_count', 'file_index', 'file_name', 'flavour', 'implementation', 'libc', 'member', 'os', 'portability', 'sha256', 'sha256_source', 'size', 'solid', 'source', 'strip_prefix', 'target_triple', 'unpacked_size', 'variant', 'version'])
+_C51 = frozenset(['url'])
+_C52 = frozenset(['url'])
+_C53 = frozenset(['local_prefix'])
+_C54 = frozenset(['local_prefix'])
+_C55 = frozenset(['name', 'sha256', 'size'])
+_C56 = frozenset(['name', 'sha256', 'size'])
+_C57 = frozenset(['member', 'sha256', 'size'])
+_C58 = frozenset(['member', 'sha256', 'size'])
+_C59 = frozenset(['external_libraries', 'policy'])
+_C60 = frozenset(['external_libraries', 'policy'])
+_C61 = frozenset(['file', 'needs'])
+_C62 = frozenset(['file', 'needs'])
+_C63 = frozenset(['compression', 'dictionary', 'format', 'member', 'sha256', 'size', 'unpacked_size'])
+_C64 = frozenset(['compression', 'dictionary', 'format', 'member', 'sha256', 'size', 'unpacked_size'])
+_C65 = frozenset(['bootstraps', 'files'])
+_C66 = frozenset(['bootstraps', 'files'])
+_C67 = frozenset(['kind', 'member', 'sha256', 'size'])
+_C68 = frozenset(['kind', 'member', 'sha256', 'size'])
+_C69 = frozenset(['arch', 'artifact', 'executable', 'libc', 'os', 'python', 'wheels'])
+_C70 = frozenset(['arch', 'artifact', 'executable', 'libc', 'os', 'python', 'wheels'])
+_C71 = frozenset(['targets', 'wheels'])
+_C72 = frozenset(['targets', 'wheels'])
+_C73 = frozenset(['member', 'sha256', 'size', 'tags'])
+_C74 = frozenset(['member', 'sha256', 'size', 'tags'])
+_C75 = frozenset(['abi', 'arch', 'artifacts', 'key', 'libc', 'lock', 'missing', 'os', 'python', 'wheels'])
+_C76 = frozenset(['abi', 'arch', 'artifacts', 'key', 'libc', 'lock', 'missing', 'os', 'python', 'wheels'])
+_C77 = frozenset(['member', 'sha256', 'size'])
+_C78 = frozenset(['member', 'sha256', 'size'])
+_C79 = frozenset(['reason', 'requirement'])
+_C80 = frozenset(['reason', 'requirement'])
+_C81 = frozenset(['artifact', 'build_prefix', 'bundle', 'files', 'installed_at', 'layout', 'links', 'prefix', 'receipt_version', 'tool'])
+_C82 = frozenset(['artifact', 'build_prefix', 'bundle', 'files', 'installed_at', 'layout', 'links', 'prefix', 'receipt_version', 'tool'])
+_C83 = frozenset(['name', 'version'])
+_C84 = frozenset(['name', 'version'])
+_C85 = frozenset(['bundle_id', 'created', 'file', 'serial', 'signer_key_id'])
+_C86 = frozenset(['bundle_id', 'created', 'file', 'serial', 'signer_key_id'])
+_C87 = frozenset(['mode', 'path', 'sha256', 'size', 'type'])
+_C88 = frozenset(['mode', 'path', 'sha256', 'size', 'type'])
+_C89 = frozenset(['path', 'target', 'type'])
+_C90 = frozenset(['path', 'target', 'type'])
 
 
 def _v2(x: Any) -> bool:
@@ -1671,77 +1709,12 @@ def _v43(x: Any) -> bool:
 
 
 def _v150(x: Any) -> bool:
-    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 1):
-        return False
-    return True
-
-
-def _v152(x: Any) -> bool:
-    if not (isinstance(x, str) and x == 'pybundle'):
-        return False
-    return True
-
-
-def _v153(x: Any) -> bool:
-    if not (isinstance(x, str)):
-        return False
-    if isinstance(x, str) and _P3.search(x) is None:
+    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 3):
         return False
     return True
 
 
 def _v151(x: Any) -> bool:
-    if not (isinstance(x, dict)):
-        return False
-    if isinstance(x, dict) and not x.keys() >= _C47:
-        return False
-    if isinstance(x, dict) and not x.keys() <= _C48:
-        return False
-    if isinstance(x, dict):
-        if 'name' in x and not _v152(x['name']):
-            return False
-        if 'version' in x and not _v153(x['version']):
-            return False
-    return True
-
-
-def _v155(x: Any) -> bool:
-    if not (isinstance(x, str)):
-        return False
-    if isinstance(x, str) and len(x) > 4096:
-        return False
-    if isinstance(x, str) and _P28.search(x) is None:
-        return False
-    return True
-
-
-def _v154(x: Any) -> bool:
-    if not _v155(x):
-        return False
-    return True
-
-
-def _v156(x: Any) -> bool:
-    if not ((isinstance(x, str) and x == 'pybundle') or (isinstance(x, str) and x == 'uv') or (isinstance(x, str) and x == 'pyenv')):
-        return False
-    return True
-
-
-def _v158(x: Any) -> bool:
-    if not (isinstance(x, str)):
-        return False
-    if isinstance(x, str) and _P2.search(x) is None:
-        return False
-    return True
-
-
-def _v157(x: Any) -> bool:
-    if not _v158(x):
-        return False
-    return True
-
-
-def _v160(x: Any) -> bool:
     if not (isinstance(x, str)):
         return False
     if isinstance(x, str) and _P1.search(x) is None:
@@ -1749,7 +1722,7 @@ def _v160(x: Any) -> bool:
     return True
 
 
-def _v161(x: Any) -> bool:
+def _v152(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
     if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
@@ -1759,134 +1732,104 @@ def _v161(x: Any) -> bool:
     return True
 
 
-def _v162(x: Any) -> bool:
-    if not _v158(x):
+def _v154(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P2.search(x) is None:
         return False
     return True
 
 
-def _v163(x: Any) -> bool:
+def _v153(x: Any) -> bool:
+    if not _v154(x):
+        return False
+    return True
+
+
+def _v156(x: Any) -> bool:
+    if not _v154(x):
+        return False
+    return True
+
+
+def _v157(x: Any) -> bool:
+    if not (x is None):
+        return False
+    return True
+
+
+def _v155(x: Any) -> bool:
+    if (_v156(x) + _v157(x)) != 1:
+        return False
+    return True
+
+
+def _v159(x: Any) -> bool:
+    if not (isinstance(x, str) and x == 'pybundle'):
+        return False
+    return True
+
+
+def _v160(x: Any) -> bool:
     if not (isinstance(x, str)):
         return False
-    if isinstance(x, str) and _P29.search(x) is None:
+    if isinstance(x, str) and _P3.search(x) is None:
         return False
+    return True
+
+
+def _v158(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C47:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C48:
+        return False
+    if isinstance(x, dict):
+        if 'name' in x and not _v159(x['name']):
+            return False
+        if 'version' in x and not _v160(x['version']):
+            return False
     return True
 
 
 def _v164(x: Any) -> bool:
     if not (isinstance(x, str)):
         return False
-    if isinstance(x, str) and len(x) > 4096:
+    if isinstance(x, str) and len(x) > 264:
         return False
-    return True
-
-
-def _v159(x: Any) -> bool:
-    if not (isinstance(x, dict)):
-        return False
-    if isinstance(x, dict) and not x.keys() >= _C49:
-        return False
-    if isinstance(x, dict) and not x.keys() <= _C50:
-        return False
-    if isinstance(x, dict):
-        if 'bundle_id' in x and not _v160(x['bundle_id']):
-            return False
-        if 'serial' in x and not _v161(x['serial']):
-            return False
-        if 'created' in x and not _v162(x['created']):
-            return False
-        if 'signer_key_id' in x and not _v163(x['signer_key_id']):
-            return False
-        if 'file' in x and not _v164(x['file']):
-            return False
-    return True
-
-
-def _v165(x: Any) -> bool:
-    if not (isinstance(x, dict)):
-        return False
-    return True
-
-
-def _v167(x: Any) -> bool:
-    if not _v155(x):
-        return False
-    return True
-
-
-def _v168(x: Any) -> bool:
-    if not (x is None):
+    if isinstance(x, str) and _P4.search(x) is None:
         return False
     return True
 
 
 def _v166(x: Any) -> bool:
-    if (_v167(x) + _v168(x)) != 1:
-        return False
-    return True
-
-
-def _v170(x: Any) -> bool:
-    if not _v155(x):
-        return False
-    return True
-
-
-def _v169(x: Any) -> bool:
-    if not (isinstance(x, list)):
-        return False
-    if isinstance(x, list) and len(x) > 64:
-        return False
-    if isinstance(x, list):
-        for item in x:
-            if not _v170(item):
-                return False
-    return True
-
-
-def _v175(x: Any) -> bool:
     if not (isinstance(x, str)):
         return False
-    if isinstance(x, str) and len(x) < 1:
+    if isinstance(x, str) and len(x) > 255:
         return False
-    if isinstance(x, str) and len(x) > 4096:
-        return False
-    if isinstance(x, str) and _P30.search(x) is None:
+    if isinstance(x, str) and _P5.search(x) is None:
         return False
     return True
 
 
-def _v174(x: Any) -> bool:
-    if not _v175(x):
+def _v165(x: Any) -> bool:
+    if not _v166(x):
         return False
     return True
 
 
-def _v176(x: Any) -> bool:
-    if not (isinstance(x, str) and x == 'file'):
-        return False
-    return True
-
-
-def _v177(x: Any) -> bool:
+def _v167(x: Any) -> bool:
     if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
         return False
-    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
         return False
-    if (type(x) is int or type(x) is float or _other_number(x)) and x > 4095:
-        return False
-    return True
-
-
-def _v178(x: Any) -> bool:
-    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
-        return False
-    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
         return False
     return True
 
 
-def _v179(x: Any) -> bool:
+def _v168(x: Any) -> bool:
     if not (isinstance(x, str)):
         return False
     if isinstance(x, str) and _P6.search(x) is None:
@@ -1894,7 +1837,23 @@ def _v179(x: Any) -> bool:
     return True
 
 
-def _v173(x: Any) -> bool:
+def _v172(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    if isinstance(x, str) and _P7.search(x) is None:
+        return False
+    return True
+
+
+def _v171(x: Any) -> bool:
+    if not _v172(x):
+        return False
+    return True
+
+
+def _v170(x: Any) -> bool:
     if not (isinstance(x, dict)):
         return False
     if isinstance(x, dict) and not x.keys() >= _C51:
@@ -1902,42 +1861,18 @@ def _v173(x: Any) -> bool:
     if isinstance(x, dict) and not x.keys() <= _C52:
         return False
     if isinstance(x, dict):
-        if 'path' in x and not _v174(x['path']):
-            return False
-        if 'type' in x and not _v176(x['type']):
-            return False
-        if 'mode' in x and not _v177(x['mode']):
-            return False
-        if 'size' in x and not _v178(x['size']):
-            return False
-        if 'sha256' in x and not _v179(x['sha256']):
+        if 'url' in x and not _v171(x['url']):
             return False
     return True
 
 
-def _v181(x: Any) -> bool:
-    if not _v175(x):
+def _v174(x: Any) -> bool:
+    if not _v172(x):
         return False
     return True
 
 
-def _v182(x: Any) -> bool:
-    if not (isinstance(x, str) and x == 'symlink'):
-        return False
-    return True
-
-
-def _v183(x: Any) -> bool:
-    if not (isinstance(x, str)):
-        return False
-    if isinstance(x, str) and len(x) < 1:
-        return False
-    if isinstance(x, str) and len(x) > 4096:
-        return False
-    return True
-
-
-def _v180(x: Any) -> bool:
+def _v173(x: Any) -> bool:
     if not (isinstance(x, dict)):
         return False
     if isinstance(x, dict) and not x.keys() >= _C53:
@@ -1945,30 +1880,988 @@ def _v180(x: Any) -> bool:
     if isinstance(x, dict) and not x.keys() <= _C54:
         return False
     if isinstance(x, dict):
-        if 'path' in x and not _v181(x['path']):
-            return False
-        if 'type' in x and not _v182(x['type']):
-            return False
-        if 'target' in x and not _v183(x['target']):
+        if 'local_prefix' in x and not _v174(x['local_prefix']):
             return False
     return True
 
 
-def _v172(x: Any) -> bool:
-    if (_v173(x) + _v180(x)) != 1:
+def _v169(x: Any) -> bool:
+    if (_v170(x) + _v173(x)) != 1:
         return False
     return True
 
 
-def _v171(x: Any) -> bool:
+def _v175(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'cpython') or (isinstance(x, str) and x == 'pypy') or (isinstance(x, str) and x == 'graalpy')):
+        return False
+    return True
+
+
+def _v176(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P8.search(x) is None:
+        return False
+    return True
+
+
+def _v177(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P9.search(x) is None:
+        return False
+    return True
+
+
+def _v178(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'linux') or (isinstance(x, str) and x == 'darwin') or (isinstance(x, str) and x == 'windows')):
+        return False
+    return True
+
+
+def _v179(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P10.search(x) is None:
+        return False
+    return True
+
+
+def _v180(x: Any) -> bool:
+    if not (x is None or (isinstance(x, str) and x == 'v2') or (isinstance(x, str) and x == 'v3') or (isinstance(x, str) and x == 'v4')):
+        return False
+    return True
+
+
+def _v181(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'gnu') or (isinstance(x, str) and x == 'musl') or (isinstance(x, str) and x == 'none') or (isinstance(x, str) and x == 'gnueabi') or (isinstance(x, str) and x == 'gnueabihf')):
+        return False
+    return True
+
+
+def _v182(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P11.search(x) is None:
+        return False
+    return True
+
+
+def _v183(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'default') or (isinstance(x, str) and x == 'freethreaded') or (isinstance(x, str) and x == 'debug') or (isinstance(x, str) and x == 'freethreaded+debug')):
+        return False
+    return True
+
+
+def _v184(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'install_only') or (isinstance(x, str) and x == 'install_only_stripped') or (isinstance(x, str) and x == 'full')):
+        return False
+    return True
+
+
+def _v185(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'tar.gz') or (isinstance(x, str) and x == 'tar.zst')):
+        return False
+    return True
+
+
+def _v186(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P12.search(x) is None:
+        return False
+    return True
+
+
+def _v187(x: Any) -> bool:
+    if not (isinstance(x, str) or x is None):
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    if isinstance(x, str) and _P13.search(x) is None:
+        return False
+    return True
+
+
+def _v188(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
+        return False
+    return True
+
+
+def _v189(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer()) or x is None):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 100000000:
+        return False
+    return True
+
+
+def _v190(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'catalog') or (isinstance(x, str) and x == 'computed')):
+        return False
+    return True
+
+
+def _v192(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 255:
+        return False
+    if isinstance(x, str) and _P14.search(x) is None:
+        return False
+    return True
+
+
+def _v193(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1024:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
+        return False
+    return True
+
+
+def _v194(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v191(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C55:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C56:
+        return False
+    if isinstance(x, dict):
+        if 'name' in x and not _v192(x['name']):
+            return False
+        if 'size' in x and not _v193(x['size']):
+            return False
+        if 'sha256' in x and not _v194(x['sha256']):
+            return False
+    return True
+
+
+def _v196(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 270:
+        return False
+    if isinstance(x, str) and _P28.search(x) is None:
+        return False
+    return True
+
+
+def _v197(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v198(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 22:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1073741824:
+        return False
+    return True
+
+
+def _v195(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C57:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C58:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v196(x['member']):
+            return False
+        if 'sha256' in x and not _v197(x['sha256']):
+            return False
+        if 'size' in x and not _v198(x['size']):
+            return False
+    return True
+
+
+def _v200(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'manylinux') or (isinstance(x, str) and x == 'musllinux')):
+        return False
+    return True
+
+
+def _v203(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    if isinstance(x, str) and _P15.search(x) is None:
+        return False
+    return True
+
+
+def _v205(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P16.search(x) is None:
+        return False
+    return True
+
+
+def _v204(x: Any) -> bool:
     if not (isinstance(x, list)):
         return False
-    if isinstance(x, list) and len(x) > 2000000:
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 1024:
         return False
     if isinstance(x, list):
         for item in x:
-            if not _v172(item):
+            if not _v205(item):
                 return False
+    return True
+
+
+def _v202(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C61:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C62:
+        return False
+    if isinstance(x, dict):
+        if 'file' in x and not _v203(x['file']):
+            return False
+        if 'needs' in x and not _v204(x['needs']):
+            return False
+    return True
+
+
+def _v201(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 100000:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v202(item):
+                return False
+    return True
+
+
+def _v199(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C59:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C60:
+        return False
+    if isinstance(x, dict):
+        if 'policy' in x and not _v200(x['policy']):
+            return False
+        if 'external_libraries' in x and not _v201(x['external_libraries']):
+            return False
+    return True
+
+
+def _v163(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C49:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C50:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v164(x['member']):
+            return False
+        if 'file_name' in x and not _v165(x['file_name']):
+            return False
+        if 'size' in x and not _v167(x['size']):
+            return False
+        if 'sha256' in x and not _v168(x['sha256']):
+            return False
+        if 'source' in x and not _v169(x['source']):
+            return False
+        if 'implementation' in x and not _v175(x['implementation']):
+            return False
+        if 'version' in x and not _v176(x['version']):
+            return False
+        if 'build' in x and not _v177(x['build']):
+            return False
+        if 'os' in x and not _v178(x['os']):
+            return False
+        if 'arch' in x and not _v179(x['arch']):
+            return False
+        if 'arch_variant' in x and not _v180(x['arch_variant']):
+            return False
+        if 'libc' in x and not _v181(x['libc']):
+            return False
+        if 'target_triple' in x and not _v182(x['target_triple']):
+            return False
+        if 'variant' in x and not _v183(x['variant']):
+            return False
+        if 'flavour' in x and not _v184(x['flavour']):
+            return False
+        if 'archive_format' in x and not _v185(x['archive_format']):
+            return False
+        if 'strip_prefix' in x and not _v186(x['strip_prefix']):
+            return False
+        if 'build_prefix' in x and not _v187(x['build_prefix']):
+            return False
+        if 'unpacked_size' in x and not _v188(x['unpacked_size']):
+            return False
+        if 'file_count' in x and not _v189(x['file_count']):
+            return False
+        if 'sha256_source' in x and not _v190(x['sha256_source']):
+            return False
+        if 'solid' in x and not _v191(x['solid']):
+            return False
+        if 'file_index' in x and not _v195(x['file_index']):
+            return False
+        if 'portability' in x and not _v199(x['portability']):
+            return False
+    return True
+
+
+def _v162(x: Any) -> bool:
+    if not _v163(x):
+        return False
+    return True
+
+
+def _v161(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 4096:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v162(item):
+                return False
+    return True
+
+
+def _v207(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P17.search(x) is None:
+        return False
+    return True
+
+
+def _v208(x: Any) -> bool:
+    if not (isinstance(x, str) and x == '7z'):
+        return False
+    return True
+
+
+def _v209(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'lzma2')):
+        return False
+    return True
+
+
+def _v210(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 4096:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1073741824:
+        return False
+    return True
+
+
+def _v211(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 32:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
+        return False
+    return True
+
+
+def _v212(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v213(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 17592186044416:
+        return False
+    return True
+
+
+def _v206(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C63:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C64:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v207(x['member']):
+            return False
+        if 'format' in x and not _v208(x['format']):
+            return False
+        if 'compression' in x and not _v209(x['compression']):
+            return False
+        if 'dictionary' in x and not _v210(x['dictionary']):
+            return False
+        if 'size' in x and not _v211(x['size']):
+            return False
+        if 'sha256' in x and not _v212(x['sha256']):
+            return False
+        if 'unpacked_size' in x and not _v213(x['unpacked_size']):
+            return False
+    return True
+
+
+def _v217(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P18.search(x) is None:
+        return False
+    return True
+
+
+def _v218(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'wheel') or (isinstance(x, str) and x == 'python-main')):
+        return False
+    return True
+
+
+def _v219(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
+        return False
+    return True
+
+
+def _v220(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v216(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C67:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C68:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v217(x['member']):
+            return False
+        if 'kind' in x and not _v218(x['kind']):
+            return False
+        if 'size' in x and not _v219(x['size']):
+            return False
+        if 'sha256' in x and not _v220(x['sha256']):
+            return False
+    return True
+
+
+def _v215(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 4096:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v216(item):
+                return False
+    return True
+
+
+def _v223(x: Any) -> bool:
+    if not (isinstance(x, str) and x == 'linux'):
+        return False
+    return True
+
+
+def _v224(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P10.search(x) is None:
+        return False
+    return True
+
+
+def _v225(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'gnu') or (isinstance(x, str) and x == 'musl') or (isinstance(x, str) and x == 'gnueabi') or (isinstance(x, str) and x == 'gnueabihf')):
+        return False
+    return True
+
+
+def _v226(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P4.search(x) is None:
+        return False
+    return True
+
+
+def _v227(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P19.search(x) is None:
+        return False
+    return True
+
+
+def _v228(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P20.search(x) is None:
+        return False
+    return True
+
+
+def _v230(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P21.search(x) is None:
+        return False
+    return True
+
+
+def _v229(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 1024:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v230(item):
+                return False
+    return True
+
+
+def _v222(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C69:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C70:
+        return False
+    if isinstance(x, dict):
+        if 'os' in x and not _v223(x['os']):
+            return False
+        if 'arch' in x and not _v224(x['arch']):
+            return False
+        if 'libc' in x and not _v225(x['libc']):
+            return False
+        if 'artifact' in x and not _v226(x['artifact']):
+            return False
+        if 'python' in x and not _v227(x['python']):
+            return False
+        if 'executable' in x and not _v228(x['executable']):
+            return False
+        if 'wheels' in x and not _v229(x['wheels']):
+            return False
+    return True
+
+
+def _v221(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 64:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v222(item):
+                return False
+    return True
+
+
+def _v214(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C65:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C66:
+        return False
+    if isinstance(x, dict):
+        if 'files' in x and not _v215(x['files']):
+            return False
+        if 'bootstraps' in x and not _v221(x['bootstraps']):
+            return False
+    return True
+
+
+def _v234(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P21.search(x) is None:
+        return False
+    return True
+
+
+def _v235(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 1099511627776:
+        return False
+    return True
+
+
+def _v236(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v238(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 258:
+        return False
+    if isinstance(x, str) and _P22.search(x) is None:
+        return False
+    return True
+
+
+def _v237(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 1024:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v238(item):
+                return False
+    return True
+
+
+def _v233(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C73:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C74:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v234(x['member']):
+            return False
+        if 'size' in x and not _v235(x['size']):
+            return False
+        if 'sha256' in x and not _v236(x['sha256']):
+            return False
+        if 'tags' in x and not _v237(x['tags']):
+            return False
+    return True
+
+
+def _v232(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 0:
+        return False
+    if isinstance(x, list) and len(x) > 16384:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v233(item):
+                return False
+    return True
+
+
+def _v241(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 96:
+        return False
+    if isinstance(x, str) and _P23.search(x) is None:
+        return False
+    return True
+
+
+def _v242(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P19.search(x) is None:
+        return False
+    return True
+
+
+def _v243(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P24.search(x) is None:
+        return False
+    return True
+
+
+def _v244(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'linux') or (isinstance(x, str) and x == 'darwin') or (isinstance(x, str) and x == 'windows')):
+        return False
+    return True
+
+
+def _v245(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P10.search(x) is None:
+        return False
+    return True
+
+
+def _v246(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'gnu') or (isinstance(x, str) and x == 'musl') or (isinstance(x, str) and x == 'gnueabihf') or (isinstance(x, str) and x == 'none')):
+        return False
+    return True
+
+
+def _v248(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P4.search(x) is None:
+        return False
+    return True
+
+
+def _v247(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 4096:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v248(item):
+                return False
+    return True
+
+
+def _v250(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 264:
+        return False
+    if isinstance(x, str) and _P21.search(x) is None:
+        return False
+    return True
+
+
+def _v249(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 0:
+        return False
+    if isinstance(x, list) and len(x) > 4096:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v250(item):
+                return False
+    return True
+
+
+def _v252(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 110:
+        return False
+    if isinstance(x, str) and _P25.search(x) is None:
+        return False
+    return True
+
+
+def _v253(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 1:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 16777216:
+        return False
+    return True
+
+
+def _v254(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v251(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C77:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C78:
+        return False
+    if isinstance(x, dict):
+        if 'member' in x and not _v252(x['member']):
+            return False
+        if 'size' in x and not _v253(x['size']):
+            return False
+        if 'sha256' in x and not _v254(x['sha256']):
+            return False
+    return True
+
+
+def _v257(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P26.search(x) is None:
+        return False
+    return True
+
+
+def _v258(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P27.search(x) is None:
+        return False
+    return True
+
+
+def _v256(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C79:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C80:
+        return False
+    if isinstance(x, dict):
+        if 'requirement' in x and not _v257(x['requirement']):
+            return False
+        if 'reason' in x and not _v258(x['reason']):
+            return False
+    return True
+
+
+def _v255(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 0:
+        return False
+    if isinstance(x, list) and len(x) > 1024:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v256(item):
+                return False
+    return True
+
+
+def _v240(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C75:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C76:
+        return False
+    if isinstance(x, dict):
+        if 'key' in x and not _v241(x['key']):
+            return False
+        if 'python' in x and not _v242(x['python']):
+            return False
+        if 'abi' in x and not _v243(x['abi']):
+            return False
+        if 'os' in x and not _v244(x['os']):
+            return False
+        if 'arch' in x and not _v245(x['arch']):
+            return False
+        if 'libc' in x and not _v246(x['libc']):
+            return False
+        if 'artifacts' in x and not _v247(x['artifacts']):
+            return False
+        if 'wheels' in x and not _v249(x['wheels']):
+            return False
+        if 'lock' in x and not _v251(x['lock']):
+            return False
+        if 'missing' in x and not _v255(x['missing']):
+            return False
+    return True
+
+
+def _v239(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) < 1:
+        return False
+    if isinstance(x, list) and len(x) > 1024:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v240(item):
+                return False
+    return True
+
+
+def _v231(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C71:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C72:
+        return False
+    if isinstance(x, dict):
+        if 'wheels' in x and not _v232(x['wheels']):
+            return False
+        if 'targets' in x and not _v239(x['targets']):
+            return False
     return True
 
 
@@ -1980,25 +2873,358 @@ def _v149(x: Any) -> bool:
     if isinstance(x, dict) and not x.keys() <= _C46:
         return False
     if isinstance(x, dict):
-        if 'receipt_version' in x and not _v150(x['receipt_version']):
+        if 'schema_version' in x and not _v150(x['schema_version']):
             return False
-        if 'tool' in x and not _v151(x['tool']):
+        if 'bundle_id' in x and not _v151(x['bundle_id']):
             return False
-        if 'prefix' in x and not _v154(x['prefix']):
+        if 'serial' in x and not _v152(x['serial']):
             return False
-        if 'layout' in x and not _v156(x['layout']):
+        if 'created' in x and not _v153(x['created']):
             return False
-        if 'installed_at' in x and not _v157(x['installed_at']):
+        if 'expires' in x and not _v155(x['expires']):
             return False
-        if 'bundle' in x and not _v159(x['bundle']):
+        if 'tool' in x and not _v158(x['tool']):
             return False
-        if 'artifact' in x and not _v165(x['artifact']):
+        if 'artifacts' in x and not _v161(x['artifacts']):
             return False
-        if 'build_prefix' in x and not _v166(x['build_prefix']):
+        if 'solid' in x and not _v206(x['solid']):
             return False
-        if 'links' in x and not _v169(x['links']):
+        if 'self_install' in x and not _v214(x['self_install']):
             return False
-        if 'files' in x and not _v171(x['files']):
+        if 'wheelhouses' in x and not _v231(x['wheelhouses']):
+            return False
+    return True
+
+
+def _v260(x: Any) -> bool:
+    if not ((type(x) is int or type(x) is float or _other_number(x)) and x == 1):
+        return False
+    return True
+
+
+def _v262(x: Any) -> bool:
+    if not (isinstance(x, str) and x == 'pybundle'):
+        return False
+    return True
+
+
+def _v263(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P3.search(x) is None:
+        return False
+    return True
+
+
+def _v261(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C83:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C84:
+        return False
+    if isinstance(x, dict):
+        if 'name' in x and not _v262(x['name']):
+            return False
+        if 'version' in x and not _v263(x['version']):
+            return False
+    return True
+
+
+def _v265(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    if isinstance(x, str) and _P29.search(x) is None:
+        return False
+    return True
+
+
+def _v264(x: Any) -> bool:
+    if not _v265(x):
+        return False
+    return True
+
+
+def _v266(x: Any) -> bool:
+    if not ((isinstance(x, str) and x == 'pybundle') or (isinstance(x, str) and x == 'uv') or (isinstance(x, str) and x == 'pyenv')):
+        return False
+    return True
+
+
+def _v268(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P2.search(x) is None:
+        return False
+    return True
+
+
+def _v267(x: Any) -> bool:
+    if not _v268(x):
+        return False
+    return True
+
+
+def _v270(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P1.search(x) is None:
+        return False
+    return True
+
+
+def _v271(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 9007199254740991:
+        return False
+    return True
+
+
+def _v272(x: Any) -> bool:
+    if not _v268(x):
+        return False
+    return True
+
+
+def _v273(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P30.search(x) is None:
+        return False
+    return True
+
+
+def _v274(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    return True
+
+
+def _v269(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C85:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C86:
+        return False
+    if isinstance(x, dict):
+        if 'bundle_id' in x and not _v270(x['bundle_id']):
+            return False
+        if 'serial' in x and not _v271(x['serial']):
+            return False
+        if 'created' in x and not _v272(x['created']):
+            return False
+        if 'signer_key_id' in x and not _v273(x['signer_key_id']):
+            return False
+        if 'file' in x and not _v274(x['file']):
+            return False
+    return True
+
+
+def _v275(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    return True
+
+
+def _v277(x: Any) -> bool:
+    if not _v265(x):
+        return False
+    return True
+
+
+def _v278(x: Any) -> bool:
+    if not (x is None):
+        return False
+    return True
+
+
+def _v276(x: Any) -> bool:
+    if (_v277(x) + _v278(x)) != 1:
+        return False
+    return True
+
+
+def _v280(x: Any) -> bool:
+    if not _v265(x):
+        return False
+    return True
+
+
+def _v279(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) > 64:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v280(item):
+                return False
+    return True
+
+
+def _v285(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) < 1:
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    if isinstance(x, str) and _P31.search(x) is None:
+        return False
+    return True
+
+
+def _v284(x: Any) -> bool:
+    if not _v285(x):
+        return False
+    return True
+
+
+def _v286(x: Any) -> bool:
+    if not (isinstance(x, str) and x == 'file'):
+        return False
+    return True
+
+
+def _v287(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x > 4095:
+        return False
+    return True
+
+
+def _v288(x: Any) -> bool:
+    if not ((isinstance(x, int) and not isinstance(x, bool) or isinstance(x, float) and x.is_integer())):
+        return False
+    if (type(x) is int or type(x) is float or _other_number(x)) and x < 0:
+        return False
+    return True
+
+
+def _v289(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and _P6.search(x) is None:
+        return False
+    return True
+
+
+def _v283(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C87:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C88:
+        return False
+    if isinstance(x, dict):
+        if 'path' in x and not _v284(x['path']):
+            return False
+        if 'type' in x and not _v286(x['type']):
+            return False
+        if 'mode' in x and not _v287(x['mode']):
+            return False
+        if 'size' in x and not _v288(x['size']):
+            return False
+        if 'sha256' in x and not _v289(x['sha256']):
+            return False
+    return True
+
+
+def _v291(x: Any) -> bool:
+    if not _v285(x):
+        return False
+    return True
+
+
+def _v292(x: Any) -> bool:
+    if not (isinstance(x, str) and x == 'symlink'):
+        return False
+    return True
+
+
+def _v293(x: Any) -> bool:
+    if not (isinstance(x, str)):
+        return False
+    if isinstance(x, str) and len(x) < 1:
+        return False
+    if isinstance(x, str) and len(x) > 4096:
+        return False
+    return True
+
+
+def _v290(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C89:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C90:
+        return False
+    if isinstance(x, dict):
+        if 'path' in x and not _v291(x['path']):
+            return False
+        if 'type' in x and not _v292(x['type']):
+            return False
+        if 'target' in x and not _v293(x['target']):
+            return False
+    return True
+
+
+def _v282(x: Any) -> bool:
+    if (_v283(x) + _v290(x)) != 1:
+        return False
+    return True
+
+
+def _v281(x: Any) -> bool:
+    if not (isinstance(x, list)):
+        return False
+    if isinstance(x, list) and len(x) > 2000000:
+        return False
+    if isinstance(x, list):
+        for item in x:
+            if not _v282(item):
+                return False
+    return True
+
+
+def _v259(x: Any) -> bool:
+    if not (isinstance(x, dict)):
+        return False
+    if isinstance(x, dict) and not x.keys() >= _C81:
+        return False
+    if isinstance(x, dict) and not x.keys() <= _C82:
+        return False
+    if isinstance(x, dict):
+        if 'receipt_version' in x and not _v260(x['receipt_version']):
+            return False
+        if 'tool' in x and not _v261(x['tool']):
+            return False
+        if 'prefix' in x and not _v264(x['prefix']):
+            return False
+        if 'layout' in x and not _v266(x['layout']):
+            return False
+        if 'installed_at' in x and not _v267(x['installed_at']):
+            return False
+        if 'bundle' in x and not _v269(x['bundle']):
+            return False
+        if 'artifact' in x and not _v275(x['artifact']):
+            return False
+        if 'build_prefix' in x and not _v276(x['build_prefix']):
+            return False
+        if 'links' in x and not _v279(x['links']):
+            return False
+        if 'files' in x and not _v281(x['files']):
             return False
     return True
 
@@ -2006,5 +3232,6 @@ def _v149(x: Any) -> bool:
 VALIDATORS: dict[str, Callable[[Any], bool]] = {
     'manifest-v1.schema.json': _v1,
     'manifest-v2.schema.json': _v43,
-    'receipt-v1.schema.json': _v149,
+    'manifest-v3.schema.json': _v149,
+    'receipt-v1.schema.json': _v259,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import queue
 import threading
 import zlib
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Union, cast
 
 from pybundle.errors import UnsafeArchiveError
+from pybundle.fileindex import IndexEntry, can_index, format_index
 from pybundle.tarstream import FILE, TarStream
 
 try:  # a self-installing bundle carries zstandard only when one of its archives is tar.zst
@@ -192,13 +194,39 @@ def scan_archive(stream: IO[bytes], archive_format: str, source: str) -> Archive
     reads them. Raises UnsafeArchiveError naming ``source`` if the archive cannot be read or
     is refused by the reader.
     """
+    return _scan(stream, archive_format, source, index=False)[0]
+
+
+def scan_archive_indexed(
+    stream: IO[bytes], archive_format: str, source: str
+) -> tuple[ArchiveShape, bytes | None]:
+    """:func:`scan_archive`, hashing every regular-file member's data on the way: returns the
+    shape and the archive's file index (:mod:`pybundle.fileindex`, the whole text, about 100
+    bytes per regular file), or None for the index when a member name cannot stand in one
+    (a newline in it, not UTF-8: an archive the installer refuses anyway). Same errors."""
+    return _scan(stream, archive_format, source, index=True)
+
+
+def _scan(
+    stream: IO[bytes], archive_format: str, source: str, *, index: bool
+) -> tuple[ArchiveShape, bytes | None]:
     size = count = 0
+    entries: list[IndexEntry] | None = [] if index else None
     try:
         with InflateThread(stream, archive_format) as inflate:
-            for member in TarStream(inflate.read_chunk, source):
+            tar = TarStream(inflate.read_chunk, source)
+            for member in tar:
                 count += 1
                 if member.kind == FILE:
                     size += member.size
+                    if entries is not None:
+                        digest = hashlib.sha256()
+                        for piece in tar.iter_data(INFLATE_CHUNK):
+                            digest.update(piece)
+                        if can_index(member.name):
+                            entries.append(IndexEntry(digest.hexdigest(), member.size, member.name))
+                        else:
+                            entries = None
     except READ_ERRORS as exc:
         raise UnsafeArchiveError(f"{source}: archive cannot be read: {exc}") from exc
-    return ArchiveShape(size, count)
+    return ArchiveShape(size, count), None if entries is None else format_index(entries)

@@ -18,6 +18,7 @@ from typing import Any, Optional, Protocol
 
 from pybundle import __version__
 from pybundle.errors import ManifestError
+from pybundle.fileindex import index_member
 from pybundle.jsondoc import load_json
 from pybundle.schema import validate_manifest_document
 from pybundle.selfinstall.section import SelfInstall
@@ -82,6 +83,26 @@ class Portability:
             policy=data["policy"],
             external=tuple((e["file"], tuple(e["needs"])) for e in data["external_libraries"]),
         )
+
+
+@dataclass(frozen=True)
+class FileIndexRef:
+    """An archive's file index (:mod:`pybundle.fileindex`) as the manifest records it: the zip
+    ``member`` (``indexes/<archive file name>.files``, STORED), its ``sha256`` (hex) and
+    ``size`` in bytes (manifest schema version 3)."""
+
+    member: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"member", "sha256", "size"}``."""
+        return {"member": self.member, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileIndexRef:
+        """Read what :meth:`to_json` wrote (schema-valid input)."""
+        return cls(member=data["member"], sha256=data["sha256"], size=data["size"])
 
 
 TAR_FORMAT = "tar"
@@ -188,6 +209,9 @@ class Artifact:
     """In a compact bundle (manifest v2 only): the archive travels decompressed, as a tar in
     the bundle's solid stream (:class:`SolidContainer`), and ``member`` names no zip member.
     ``size``/``sha256`` stay those of the upstream archive (checked at bundle time)."""
+    file_index: Optional[FileIndexRef] = None
+    """The signed member listing the sha256 of every regular file of the archive (manifest
+    v3 only), which the installer's receipt takes instead of hashing; or None."""
 
     @property
     def read_format(self) -> str:
@@ -258,6 +282,7 @@ class Artifact:
             **({"sha256_source": self.sha256_source} if self.sha256_source else {}),
             **({"portability": self.portability.to_json()} if self.portability else {}),
             **({"solid": self.solid.to_json()} if self.solid else {}),
+            **({"file_index": self.file_index.to_json()} if self.file_index else {}),
         }
 
     @classmethod
@@ -291,11 +316,16 @@ class Artifact:
                 Portability.from_json(data["portability"]) if data.get("portability") else None
             ),
             solid=SolidEntry.from_json(data["solid"]) if data.get("solid") else None,
+            file_index=(
+                FileIndexRef.from_json(data["file_index"]) if data.get("file_index") else None
+            ),
         )
 
 
 V2_ARTIFACT_FIELDS = ("portability", "solid")
-"""Artifact fields that exist only in manifest schema version 2."""
+"""Artifact fields that exist only from manifest schema version 2."""
+V3_ARTIFACT_FIELDS = ("file_index",)
+"""Artifact fields that exist only from manifest schema version 3."""
 
 
 class Member(Protocol):
@@ -320,9 +350,11 @@ def required_schema_version(
     wheelhouses: Optional[Wheelhouses] = None,
 ) -> int:
     """The lowest manifest schema version that can hold ``artifacts``, ``solid``,
-    ``self_install`` and ``wheelhouses``: 2 when an artifact records ``portability`` or
-    ``solid``, the bundle has a solid stream, installs itself or carries wheelhouses (v2
-    fields), else 1 (what every pybundle reads)."""
+    ``self_install`` and ``wheelhouses``: 3 when an artifact has a ``file_index``; 2 when an
+    artifact records ``portability`` or ``solid``, the bundle has a solid stream, installs
+    itself or carries wheelhouses (v2 fields); else 1 (what every pybundle reads)."""
+    if any(a.file_index is not None for a in artifacts):
+        return 3
     if (
         solid is not None
         or self_install is not None
@@ -356,12 +388,23 @@ class Manifest:
 
     def members(self) -> list[Member]:
         """Every zip member the manifest hashes, in bundle order: the solid stream (a compact
-        bundle's), the archives that are members (not in the solid stream), the files
-        carried for the installer, then the wheelhouses' wheels and locks (a wheel that is
-        also a carried file is listed once)."""
+        bundle's), the archives that are members (not in the solid stream), their file
+        indexes, the files carried for the installer, then the wheelhouses' wheels and locks
+        (a wheel that is also a carried file is listed once)."""
         container: list[Member] = [self.solid] if self.solid is not None else []
         plain = [a for a in self.artifacts if a.solid is None]
-        return [*container, *plain, *self.carried_files(), *self.wheelhouse_files()]
+        return [
+            *container,
+            *plain,
+            *self.index_files(),
+            *self.carried_files(),
+            *self.wheelhouse_files(),
+        ]
+
+    def index_files(self, artifacts: Optional[Sequence[Artifact]] = None) -> list[Member]:
+        """The file indexes of ``artifacts`` (default: every artifact), in manifest order."""
+        chosen = self.artifacts if artifacts is None else artifacts
+        return [a.file_index for a in chosen if a.file_index is not None]
 
     def wheelhouse_files(self) -> list[Member]:
         """The wheelhouses' members that are not carried files too (none without
@@ -493,6 +536,13 @@ def _check_semantics(manifest: Manifest, source: str) -> None:
         if artifact.file_name in (".", "..") or "/" in artifact.file_name:
             raise ManifestError(
                 f"{source}: manifest has an unsafe file name {artifact.file_name!r}"
+            )
+        if artifact.file_index is not None and artifact.file_index.member != index_member(
+            artifact.file_name
+        ):
+            raise ManifestError(
+                f"{source}: the file index of {artifact.file_name} must be the member "
+                f"{index_member(artifact.file_name)}, not {artifact.file_index.member}"
             )
         if not artifact.file_name.endswith("." + artifact.archive_format):
             raise ManifestError(

@@ -21,7 +21,11 @@ from pybundle.errors import ManifestError, PybundleError
 
 SCHEMA_FILE = "manifest-v1.schema.json"
 SCHEMA_ID = "urn:pybundle:schema:manifest:v1"
-MANIFEST_SCHEMAS = {1: "manifest-v1.schema.json", 2: "manifest-v2.schema.json"}
+MANIFEST_SCHEMAS = {
+    1: "manifest-v1.schema.json",
+    2: "manifest-v2.schema.json",
+    3: "manifest-v3.schema.json",
+}
 """Manifest schema files by ``schema_version``: every version this pybundle reads."""
 RECEIPT_SCHEMA_FILE = "receipt-v1.schema.json"
 

@@ -395,7 +395,8 @@ def test_a_damaged_shape_record_is_measured_again(
     if not intact:
         assert got == truth
         assert cache.shape(sha, archive, "tar.gz") == truth  # and it was rewritten
-    assert [p.name for p in cache.shapes.iterdir()] == [f"{sha}.json"]
+    # the record and its file index, no temporary left
+    assert sorted(p.name for p in cache.shapes.iterdir()) == [f"{sha}.files", f"{sha}.json"]
 
 
 def test_a_shape_record_that_is_a_directory_is_measured_and_left(
@@ -405,7 +406,8 @@ def test_a_shape_record_that_is_a_directory_is_measured_and_left(
     cache = Cache(tmp_path / "cache")
     (cache.shapes / f"{sha}.json").mkdir()
     assert cache.shape(sha, archive, "tar.gz").file_count == 7
-    assert [p.name for p in cache.shapes.iterdir()] == [f"{sha}.json"]  # no temporary left
+    names = sorted(p.name for p in cache.shapes.iterdir())
+    assert names == [f"{sha}.files", f"{sha}.json"]  # no temporary left
 
 
 # ---- through the real CLI

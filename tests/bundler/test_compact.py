@@ -32,14 +32,15 @@ def test_compact_bundle_is_smaller_and_installs_the_same_trees(
     with zipfile.ZipFile(compact) as zf:
         names = zf.namelist()
         doc = json.loads(zf.read("pybundle.json"))
-    assert names == ["pybundle.json", "pybundle.json.minisig", "archives/interpreters.7z"]
-    assert doc["schema_version"] == 2 and doc["solid"]["compression"] == "lzma2"
+    indexes = [f"indexes/{archive_name(v)}.files" for v in VERSIONS]  # plain members
+    assert names == ["pybundle.json", "pybundle.json.minisig", "archives/interpreters.7z", *indexes]
+    assert doc["schema_version"] == 3 and doc["solid"]["compression"] == "lzma2"
     for artifact, version in zip(doc["artifacts"], VERSIONS):
         # the upstream record is kept; the tar the installer reads is recorded beside it
         assert artifact["file_name"] == archive_name(version)
         assert artifact["solid"]["name"] == archive_name(version, "tar")
     with zipfile.ZipFile(plain) as zf:
-        assert json.loads(zf.read("pybundle.json"))["schema_version"] == 1
+        assert json.loads(zf.read("pybundle.json"))["schema_version"] == 3  # file indexes
 
     ok = run_cli("verify", str(compact), "--trusted-key", str(public), check=True)
     assert "2 archives verified" in ok.stdout
@@ -154,7 +155,8 @@ def test_keep_plain_leaves_an_archive_outside_the_solid_stream(
     with zipfile.ZipFile(out) as zf:
         assert zf.namelist() == [
             "pybundle.json", "pybundle.json.minisig", "archives/interpreters.7z",
-            f"archives/{bootstrap}",
+            f"archives/{bootstrap}", f"indexes/{archive_name('3.11.7')}.files",
+            f"indexes/{bootstrap}.files",
         ]  # fmt: skip
     solid = {a.file_name: a.solid is not None for a in report.manifest.artifacts}
     assert solid == {archive_name("3.11.7"): True, bootstrap: False}

@@ -152,14 +152,14 @@ def test_manifest_signed_by_minisign_verifies_in_pybundle(
 
 
 def test_manifest_schema_versions() -> None:
-    """Version 1 and 2 are read; a newer major is refused with a message saying to upgrade."""
+    """Versions 1 to 3 are read; a newer major is refused with a message saying to upgrade."""
     from pybundle.schema import MANIFEST_SCHEMAS, load_schema
 
-    assert sorted(MANIFEST_SCHEMAS) == [1, 2]
+    assert sorted(MANIFEST_SCHEMAS) == [1, 2, 3]
     for version, name in MANIFEST_SCHEMAS.items():
         schema = load_schema(name)
         assert schema["$id"] == f"urn:pybundle:schema:manifest:v{version}"
         assert schema["properties"]["schema_version"] == {"const": version}
-    doc = {"schema_version": 3, "bundle_id": "x"}
-    with pytest.raises(ManifestError, match=r"schema version 3.*install a newer pybundle"):
+    doc = {"schema_version": 4, "bundle_id": "x"}
+    with pytest.raises(ManifestError, match=r"schema version 4.*install a newer pybundle"):
         Manifest.from_bytes(json.dumps(doc).encode(), "future.pybundle")

@@ -226,7 +226,7 @@ def test_bundle_records_warns_and_strict_refuses(
     shown = run_cli("inspect", str(out), check=True).stdout
     assert "needs from the host:" in shown and "libsqlite3.so.0" in shown
     doc = json.loads(run_cli("inspect", str(out), "--json", check=True).stdout)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3  # v2 portability, v3 file index
     libs = {n for e in doc["artifacts"][0]["portability"]["external_libraries"] for n in e["needs"]}
     assert {"libssl.so.3", "libffi.so.8", "libsqlite3.so.0"} <= libs
     strict = run_cli(

@@ -173,7 +173,7 @@ def _wheel_names(world: World, key: str) -> list[str]:
 
 def test_each_interpreter_and_platform_gets_its_wheelhouse(world: World) -> None:
     section = world.manifest.wheelhouses
-    assert section is not None and world.manifest.schema_version == 2
+    assert section is not None and world.manifest.schema_version == 3  # v3: file indexes
     assert [t.key for t in section.targets] == [
         "cpython-3.11-linux-aarch64-gnu",
         "cpython-3.11-linux-x86_64-gnu",
@@ -696,7 +696,7 @@ def test_a_bundle_without_requirements_is_as_before(
     with zipfile.ZipFile(out) as zf:
         doc = json.loads(zf.read("pybundle.json"))
         assert not [n for n in zf.namelist() if n.startswith(("wheels/", "locks/"))]
-    assert doc["schema_version"] == 1 and "wheelhouses" not in doc
+    assert doc["schema_version"] == 3 and "wheelhouses" not in doc  # v3: file indexes
 
 
 def test_a_requirements_file_that_does_not_exist_is_a_usage_error(

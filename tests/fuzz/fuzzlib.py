@@ -12,6 +12,10 @@ packer (a small interpreter tree as ``.tar.gz`` and ``.tar.zst``) and damages on
 - ``wheelhouse``: a bundle carrying a wheelhouse (``bundle -r/--with``, manifest v2): any field
   of the ``wheelhouses`` section replaced, removed or added with hostile values, or its members
   damaged, renamed, dropped or duplicated (re-signed);
+- ``fileindex``: a bundle carrying the archive's file index (manifest v3): its lines renamed,
+  resized, dropped, duplicated, swapped or added, its bytes damaged outside the digests
+  (header, sizes, names, line ends: CR, NUL, non-UTF-8, a missing final newline), the index
+  re-hashed and re-signed so the damage reaches the index reader and the lockstep check;
 - ``solid``: a compact bundle's 7z container (``bundle --compact``): its start header, its
   header fields, methods, dictionary, encryption, entries and payload (CRCs fixed up where
   asked, re-hashed, re-signed, so the damage reaches the 7z checks and py7zr).
@@ -728,7 +732,86 @@ def wheelhouse_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
     return mutate
 
 
+def file_index_of(tar: bytes) -> bytes:
+    """The file index of an uncompressed tar, computed independently with tarfile: one
+    ``<sha256> <size> <name>`` line per regular member, in archive order."""
+    lines = [b"pybundle-file-index 1\n"]
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
+        for member in tf:
+            if member.isreg():
+                data = tf.extractfile(member).read()  # type: ignore[union-attr]
+                digest = hashlib.sha256(data).hexdigest()
+                lines.append(f"{digest} {member.size} {member.name}\n".encode())
+    return b"".join(lines)
+
+
+def index_bundle(base: Base, path: Path, index: bytes) -> Path:
+    """A signed v3 bundle of ``base`` carrying ``index`` as its archive's file index (the
+    manifest records the index's real sha256 and size)."""
+    doc = json.loads(base.manifest)
+    doc["schema_version"] = 3
+    member = f"indexes/{base.archive_name}.files"
+    doc["artifacts"][0]["file_index"] = {
+        "member": member, "sha256": hashlib.sha256(index).hexdigest(), "size": len(index),
+    }  # fmt: skip
+    manifest, signature = base.signed(doc)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("pybundle.json", manifest)
+        zf.writestr("pybundle.json.minisig", signature)
+        zf.writestr(f"archives/{base.archive_name}", base.archive)
+        zf.writestr(member, index)
+    return path
+
+
+INDEX_BYTES = [b"\r", b"\x00", b"\xff", b"\xc3", b"\n", b" ", b"  ", b"0", b"-", b"+", b"\t",
+               b"/", b"..", b"\xe2\x80\xa8", b"x" * 5000]  # fmt: skip
+
+
+@st.composite
+def fileindex_family(draw: st.DrawFn) -> Callable[[Base, Path], Path]:
+    ops = draw(st.lists(st.tuples(
+        st.sampled_from(["rename", "size", "drop", "duplicate", "swap", "add", "insert",
+                         "truncate", "header", "none"]),
+        st.integers(0, 10_000), st.integers(-3, 2**64), st.sampled_from(INDEX_BYTES),
+        st.sampled_from(NASTY_STRINGS) | st.text(max_size=20)),
+        min_size=1, max_size=3))  # fmt: skip
+
+    def mutate(base: Base, path: Path) -> Path:
+        index = file_index_of(base.tar)
+        header, *lines = index.splitlines(keepends=True)
+        for op, at, number, blob, text in ops:
+            i = at % len(lines) if lines else 0
+            if op == "rename" and lines:
+                digest, size, _ = [*lines[i].split(b" ", 2), b"", b""][:3]
+                lines[i] = digest + b" " + size + b" " + text.encode("utf-8", "replace") + b"\n"
+            elif op == "size" and lines:
+                digest, _, name = [*lines[i].split(b" ", 2), b"", b""][:3]
+                lines[i] = digest + b" " + str(number).encode() + b" " + name
+            elif op == "drop" and lines:
+                del lines[i]
+            elif op == "duplicate" and lines:
+                lines.insert(i, lines[i])
+            elif op == "swap" and len(lines) > 1:
+                j = (i + 1) % len(lines)
+                lines[i], lines[j] = lines[j], lines[i]
+            elif op == "add":
+                lines.insert(i, b"0" * 64 + b" 1 " + text.encode("utf-8", "replace") + b"\n")
+            elif op == "insert" and lines:  # raw bytes outside the digest: size, name, line end
+                line = lines[i]
+                pos = 65 + at % max(1, len(line) - 65)
+                lines[i] = line[:pos] + blob + line[pos:]
+            elif op == "truncate":
+                joined = b"".join(lines)
+                lines = [joined[: at % (len(joined) + 1)]]
+            elif op == "header":
+                header = blob + header[at % len(header) :]
+        return index_bundle(base, path, header + b"".join(lines))
+
+    return mutate
+
+
 FAMILIES: dict[str, Callable[[], st.SearchStrategy[Mutation]]] = {
+    "fileindex": fileindex_family,
     "zip": zip_family,
     "wheelhouse": wheelhouse_family,
     "manifest": manifest_family,

@@ -48,7 +48,7 @@ def test_bundle_self_installing_from_a_prefix_packs_tar_gz_and_signs_the_whole_f
     assert f"wrote {out}.minisig (minisign signature of the whole file)" in proc.stdout
     with zipfile.ZipFile(out) as zf:
         manifest = json.loads(zf.read("pybundle.json"))
-    assert manifest["schema_version"] == 2
+    assert manifest["schema_version"] == 3  # v3: file indexes
     assert [a["archive_format"] for a in manifest["artifacts"]] == ["tar.gz"]
     projects = {m["member"].split("/")[1].split("-")[0] for m in manifest["self_install"]["files"]
                 if m["kind"] == "wheel"}  # fmt: skip

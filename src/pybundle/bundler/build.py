@@ -40,7 +40,8 @@ from pybundle.bundler.selection import Selection
 from pybundle.bundler.stopping import run_stoppable
 from pybundle.bundler.workfiles import claim_output, make_work_dir
 from pybundle.errors import AlreadyExistsError, HashMismatchError, ResolutionError, UsageError
-from pybundle.manifest import Artifact, Manifest, SolidContainer
+from pybundle.fileindex import index_member
+from pybundle.manifest import Artifact, FileIndexRef, Manifest, Member, SolidContainer
 from pybundle.signing import SecretKey
 from pybundle.targets import Target
 from pybundle.volumes import existing_parts, write_volumes
@@ -372,6 +373,7 @@ def build_bundle(
         )
     with claim_output(output):
         items: list[tuple[Artifact, Path]] = []
+        index_files: list[tuple[Member, Path]] = []
         downloads: list[DownloadResult] = []
         summary: Optional[DownloadSummary] = None
         if the_plan is not None:
@@ -384,15 +386,21 @@ def build_bundle(
             )
             for p, d in zip(the_plan.artifacts, downloads):
                 artifact = artifact_for_entry(p.entry, d.size, d.sha256)
-                shape = cache.shape(artifact.sha256, d.path, artifact.archive_format)
+                shape, index = cache.shape_and_index(
+                    artifact.sha256, d.path, artifact.archive_format
+                )
                 artifact = replace(
                     artifact, unpacked_size=shape.unpacked_size, file_count=shape.file_count
                 )
+                if index is not None:
+                    ref = FileIndexRef(index_member(artifact.file_name), index.sha256, index.size)
+                    artifact = replace(artifact, file_index=ref)
+                    index_files.append((ref, index.path))
                 items.append((artifact, d.path))
         work = make_work_dir(output)
         try:
             for info, audit in zip(infos, audits):
-                from pybundle.bundler.prefix import pack_prefix
+                from pybundle.bundler.prefix import index_path_for, pack_prefix
 
                 # in a thread: Ctrl-C must not wait for a compression job running in C
                 artifact, archive = run_stoppable(
@@ -402,9 +410,12 @@ def build_bundle(
                         archive_format=prefix_format,
                         site_packages=prefix_site_packages,
                         stop=stop,
+                        file_index=True,
                     ),
                     name="pybundle-pack",
                 )
+                if artifact.file_index is not None:
+                    index_files.append((artifact.file_index, index_path_for(archive)))
                 items.append((replace(artifact, portability=audit), archive))
             names = [a.file_name for a, _ in items]
             duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -464,6 +475,7 @@ def build_bundle(
                     preamble=self_parts.stub if self_parts else None,
                     wheelhouses=house.section if house else None,
                     wheel_files=house.files if house else (),
+                    indexes=index_files,
                 ),
                 the_plan,
                 downloads,

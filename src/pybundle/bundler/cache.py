@@ -6,6 +6,8 @@ Layout (all under the cache root)::
     archives/<sha256>-<file name>        verified archives only
     partial/<key>-<file name>.partial    downloads in flight or interrupted, resumable
     locks/<key>.lock                     one lock file per entry (filelock), see below
+    shapes/<sha256>.json                 an archive's measured shape (see Cache.shape)
+    shapes/<sha256>.files                its file index (pybundle.fileindex), beside the shape
 
 ``<key>`` is the expected sha256, or ``url-<sha256 of the URL>`` for an archive whose catalog
 gives no sha256 (``--allow-unhashed``). A file gets its final name only by ``os.replace`` of a
@@ -40,7 +42,7 @@ from typing import Optional
 import filelock
 import platformdirs
 
-from pybundle.archives import ArchiveShape, scan_archive
+from pybundle.archives import ArchiveShape, scan_archive_indexed
 from pybundle.bundler.stopping import StoppableReader, check
 from pybundle.errors import HashMismatchError, StorageError
 from pybundle.hashing import check_digest, sha256_file
@@ -54,6 +56,8 @@ CACHEDIR_TAG = (
 _SHA_LEN = 64
 _SHAPE_RECORD_MAX = 4096
 """A ``shapes/`` record is a few dozen bytes; anything longer than this is damaged."""
+_INDEX_MAX = 1024**3
+"""A file index larger than this (bytes) is not trusted back from the cache."""
 _LOCK_POLL = 0.1
 """Seconds between checks of the stop event while waiting for an entry's lock."""
 
@@ -116,6 +120,16 @@ def verified_hit(path: Path, sha256: str, size: int | None) -> Path | None:
     with suppress(OSError):
         os.utime(path)
     return path
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """A file index (:mod:`pybundle.fileindex`) kept in the cache: its ``path``, ``sha256``
+    (hex) and ``size`` in bytes, checked when it was found or written."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 class Cache:
@@ -221,10 +235,15 @@ class Cache:
         return path
 
     def has_shape(self, sha256: str) -> bool:
-        """Whether the shape of the archive ``sha256`` is remembered (an intact ``shapes/``
-        record, see :meth:`shape`): then :meth:`shape` does not read the archive."""
+        """Whether the shape and file index of the archive ``sha256`` are remembered (an
+        intact ``shapes/`` record and index, see :meth:`shape_and_index`): then
+        :meth:`shape_and_index` does not read the archive, so nothing is measured from bytes
+        that are not verified yet."""
         sha256 = sha256.lower()
-        return _read_shape(self.shapes / f"{sha256}.json", sha256) is not None
+        return (
+            _read_shape(self.shapes / f"{sha256}.json", sha256, self.shapes / f"{sha256}.files")
+            is not None
+        )
 
     def commit(self, temp: Path, sha256: str, file_name: str) -> Path:
         """Give a verified temporary file its final name (atomic rename); returns that path."""
@@ -245,28 +264,58 @@ class Cache:
         stop: Optional[threading.Event] = None,
     ) -> ArchiveShape:
         """What the verified archive at ``path`` unpacks to (bytes of regular files, members),
-        for the manifest's decompression budget. Measured once by reading its tar headers
-        (:func:`pybundle.archives.scan_archive`) and remembered in ``shapes/<sha256>.json``
-        (``{"sha256": ..., "unpacked_size": <bytes>, "file_count": <members>}``), so a
-        warm-cache bundle does not decompress again. A record that is damaged in any way (not
-        JSON, another archive's, counts that are not non-negative integers) is ignored and
-        measured again; one that cannot be written is simply not remembered.
+        for the manifest's decompression budget: :meth:`shape_and_index`'s shape."""
+        return self.shape_and_index(sha256, path, archive_format, stop)[0]
+
+    def shape_and_index(
+        self,
+        sha256: str,
+        path: Path,
+        archive_format: str,
+        stop: Optional[threading.Event] = None,
+    ) -> tuple[ArchiveShape, Optional[IndexFile]]:
+        """The shape of the verified archive at ``path`` and its file index.
+
+        Measured once by reading every member (:func:`pybundle.archives.scan_archive_indexed`,
+        which also hashes each regular file's data) and remembered in
+        ``shapes/<sha256>.json`` (``{"sha256", "unpacked_size": <bytes>, "file_count":
+        <members>, "index": {"sha256", "size"} or null}``) and ``shapes/<sha256>.files`` (the
+        index), both written atomically, so a warm-cache bundle does not decompress again. A
+        record that is damaged in any way (not JSON, another archive's, counts that are not
+        non-negative integers, an older record without ``index``, an index file whose sha256
+        or size differs from the record's) is ignored and measured again; one that cannot be
+        written is simply not remembered (then the index is None: the bundle carries none).
+        The index is None too for an archive whose member names cannot stand in one.
 
         Raises UnsafeArchiveError when the archive cannot be read, StorageError when it cannot
         be opened, Stopped when ``stop`` is set during the scan.
         """
         sha256 = sha256.lower()
         record = self.shapes / f"{sha256}.json"
-        remembered = _read_shape(record, sha256)
+        sidecar = self.shapes / f"{sha256}.files"
+        remembered = _read_shape(record, sha256, sidecar)
         if remembered is not None:
             return remembered
         try:
             with open(path, "rb") as stream:
-                shape = scan_archive(StoppableReader(stream, stop), archive_format, str(path))  # type: ignore[arg-type]
+                shape, index = scan_archive_indexed(
+                    StoppableReader(stream, stop),  # type: ignore[arg-type]
+                    archive_format,
+                    str(path),
+                )
         except OSError as exc:
             raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        _write_shape(record, sha256, shape)
-        return shape
+        found = None
+        if index is not None and _write_atomic(sidecar, index, ".files."):
+            found = IndexFile(sidecar, hashlib.sha256(index).hexdigest(), len(index))
+        doc = {
+            "sha256": sha256,
+            "unpacked_size": shape.unpacked_size,
+            "file_count": shape.file_count,
+            "index": None if found is None else {"sha256": found.sha256, "size": found.size},
+        }
+        _write_atomic(record, json.dumps(doc).encode("ascii"), ".shape.")
+        return shape, found
 
     def entries(self) -> list[CacheEntry]:
         """Every archive under a final name, sorted by file name then sha256 (not re-hashed)."""
@@ -325,6 +374,7 @@ class Cache:
                     bytes_ = path.stat().st_size if path.exists() else 0
                     path.unlink(missing_ok=True)
                     (self.shapes / f"{key}.json").unlink(missing_ok=True)
+                    (self.shapes / f"{key}.files").unlink(missing_ok=True)
                     files += 1
                     size += bytes_
             except filelock.Timeout:
@@ -367,8 +417,11 @@ class Cache:
         return written
 
 
-def _read_shape(record: Path, sha256: str) -> Optional[ArchiveShape]:
-    """The remembered shape in ``record`` if it is intact and about ``sha256``, else None."""
+def _read_shape(
+    record: Path, sha256: str, sidecar: Path
+) -> Optional[tuple[ArchiveShape, Optional[IndexFile]]]:
+    """The remembered shape in ``record`` and index in ``sidecar`` if both are intact and
+    about ``sha256``, else None."""
     try:
         with open(record, "rb") as f:
             raw = f.read(_SHAPE_RECORD_MAX + 1)
@@ -385,25 +438,45 @@ def _read_shape(record: Path, sha256: str) -> Optional[ArchiveShape]:
     size, count = data.get("unpacked_size"), data.get("file_count")
     if data.get("sha256", sha256) != sha256:
         return None
-    if not isinstance(size, int) or not isinstance(count, int):
+    if not _count(size) or not _count(count):
         return None
-    if isinstance(size, bool) or isinstance(count, bool):
+    shape = ArchiveShape(int(size), int(count))  # type: ignore[arg-type]
+    if "index" not in data:
+        return None  # a record from before file indexes: measure again to make one
+    index = data["index"]
+    if index is None:
+        return shape, None
+    if not isinstance(index, dict):
         return None
-    if not (0 <= size < 2**63 and 0 <= count < 2**63):
+    digest, length = index.get("sha256"), index.get("size")
+    if not isinstance(digest, str) or not _count(length) or int(length) > _INDEX_MAX:  # type: ignore[arg-type]
         return None
-    return ArchiveShape(size, count)
+    try:
+        actual, actual_size = sha256_file(sidecar)
+    except (OSError, StorageError):
+        return None
+    if (actual, actual_size) != (digest, length):
+        return None
+    return shape, IndexFile(sidecar, digest, actual_size)
 
 
-def _write_shape(record: Path, sha256: str, shape: ArchiveShape) -> None:
-    """Remember ``shape`` in ``record`` (atomically); a failure only means it is not remembered."""
-    doc = {"sha256": sha256, "unpacked_size": shape.unpacked_size, "file_count": shape.file_count}
+def _count(value: object) -> bool:
+    """True for an int (not a bool) in 0 .. 2**63 - 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _write_atomic(target: Path, data: bytes, prefix: str) -> bool:
+    """Write ``data`` to ``target`` atomically; False (nothing left behind) when it cannot."""
     tmp: Optional[str] = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".shape.", dir=record.parent)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            json.dump(doc, out)
-        os.replace(tmp, record)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
     except OSError:
         if tmp is not None:
             with suppress(OSError):
                 os.unlink(tmp)
+        return False
+    return True

@@ -10,6 +10,9 @@ Members, in this order (the installer relies on the first two coming first):
    needed, so the upstream sha256 stays checkable offline; in a compact bundle, the archives
    in the solid stream are not members: ``archives/interpreters.7z`` (STORED too, see
    :mod:`pybundle.bundler.solid`) holds their tars;
+3b. ``indexes/<archive file name>.files`` - each archive's file index (the sha256 and size of
+   every regular-file member: :mod:`pybundle.fileindex`), STORED, in artifact order, for the
+   artifacts that have one (also those in the solid stream);
 4. in a self-installing bundle, the files carried for its installer (``wheels/*.whl``,
    ``__main__.py``: :mod:`pybundle.bundler.selfinstall`), STORED too, and in front of the zip
    the sh stub (a ``preamble``), the zip's offsets being absolute (as ``zip -A`` leaves them).
@@ -100,6 +103,7 @@ def write_bundle(
     preamble: Optional[Preamble] = None,
     wheelhouses: Optional[Wheelhouses] = None,
     wheel_files: Sequence[tuple[Member, Path]] = (),
+    indexes: Sequence[tuple[Member, Path]] = (),
 ) -> Manifest:
     """Write the bundle to ``output`` and return its manifest.
 
@@ -113,7 +117,9 @@ def write_bundle(
     members (each with the local file of its bytes, re-hashed alike) and the ``preamble``.
     A bundle with wheelhouses gets its manifest section ``wheelhouses`` and the members of
     ``wheel_files`` (wheels and locks with their local files; a member already written as a
-    carried file is written once).
+    carried file is written once). ``indexes`` are the artifacts' file indexes (each
+    ``artifact.file_index`` with the local file of its bytes, re-hashed alike), written after
+    the archives in artifact order.
     Raises AlreadyExistsError (output exists, no ``force``), HashMismatchError, StorageError.
     """
     output = output.absolute()
@@ -155,6 +161,9 @@ def write_bundle(
                 for artifact, path in items:
                     if artifact.solid is None:
                         _add_archive(zf, artifact, path, manifest.created)
+                by_member = {ref.member: path for ref, path in indexes}
+                for ref in manifest.index_files():
+                    _add_archive(zf, ref, by_member[ref.member], manifest.created)
                 written = set()
                 for member, path in carried:
                     _add_archive(zf, member, path, manifest.created)

@@ -14,17 +14,18 @@ import os
 import subprocess
 import tarfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, cast
 
 import zstandard
 
-from pybundle.archives import ARCHIVE_FORMATS
-from pybundle.bundler.stopping import check
+from pybundle.archives import ARCHIVE_FORMATS, scan_archive_indexed
+from pybundle.bundler.stopping import StoppableReader, check
 from pybundle.errors import PybundleError, StorageError, UsageError
+from pybundle.fileindex import index_member
 from pybundle.hashing import CHUNK_SIZE
-from pybundle.manifest import Artifact
+from pybundle.manifest import Artifact, FileIndexRef
 from pybundle.targets import Target
 from pybundle.versions import PythonVersion
 
@@ -172,6 +173,7 @@ def pack_prefix(
     file_name: str | None = None,
     build: str = LOCAL_BUILD,
     stop: Optional[threading.Event] = None,
+    file_index: bool = False,
 ) -> tuple[Artifact, Path]:
     """Archive ``info.prefix`` in PBS install_only layout into ``dest_dir``.
 
@@ -180,6 +182,8 @@ def pack_prefix(
     drops (:func:`prefix_filter`). Member owners are reset to root (uid/gid 0);
     modes and mtimes are kept (mtimes keep the shipped bytecode valid). Returns the artifact
     description (size in bytes, sha256, unpacked size and member count) and the archive path.
+    With ``file_index``, the archive written is read back (:func:`index_archive`) and its file
+    index is written beside it (:func:`index_path_for`), recorded in ``artifact.file_index``.
     Raises StorageError when the archive cannot be written; :class:`Stopped` (the archive
     removed) soon after ``stop`` is set, which another thread may do.
     """
@@ -232,7 +236,39 @@ def pack_prefix(
         unpacked_size=counts["bytes"],
         file_count=counts["files"],
     )
+    if file_index:
+        ref = index_archive(path, archive_format, stop)
+        if ref is not None:
+            artifact = replace(artifact, file_index=ref)
     return artifact, path
+
+
+def index_path_for(archive: Path) -> Path:
+    """Where :func:`index_archive` writes the file index of ``archive``: beside it,
+    ``<archive name>.files``."""
+    return archive.with_name(archive.name + ".files")
+
+
+def index_archive(
+    archive: Path, archive_format: str, stop: Optional[threading.Event] = None
+) -> Optional[FileIndexRef]:
+    """Read ``archive`` through the tar reader the installer uses, hashing every regular
+    member (:func:`pybundle.archives.scan_archive_indexed`), and write its file index to
+    :func:`index_path_for`; returns the manifest's reference to it, or None when a member name
+    cannot stand in an index. Raises UnsafeArchiveError (unreadable archive), StorageError."""
+    import hashlib
+
+    try:
+        with open(archive, "rb") as stream:
+            _, data = scan_archive_indexed(
+                cast(BinaryIO, StoppableReader(stream, stop)), archive_format, str(archive)
+            )
+        if data is None:
+            return None
+        index_path_for(archive).write_bytes(data)
+    except OSError as exc:
+        raise StorageError(f"{archive}: cannot index the archive: {exc}") from exc
+    return FileIndexRef(index_member(archive.name), hashlib.sha256(data).hexdigest(), len(data))
 
 
 def _is_pip_entry(top: str) -> bool:

@@ -18,6 +18,16 @@ below before a byte of it is written; :mod:`pybundle.installer.treewriter` then 
 
 Members outside ``strip_prefix`` are validated but not written (PBS ``full`` archives carry
 build files beside ``python/install``).
+
+With a file index (:mod:`pybundle.fileindex`, from a verified bundle), every regular-file
+member, written or not, must be the next line of the index (same name, same size), and the
+index must end with the archive; the receipt's digests are then the index's, and nothing is
+hashed here. This is safe because the archive's own sha256 is checked against the signed
+manifest (before extraction, and again on the very bytes streamed through here before the
+tree is used), and the index is a signed member too (its sha256 is checked on the bytes read,
+before the receipt is written): for a verified bundle, the index's digests are the digests of
+the bytes written, and the lockstep check guarantees that index and archive describe the
+same members in the same order.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from typing import IO, Callable
 
 from pybundle.archives import READ_ERRORS, InflateThread
 from pybundle.errors import StorageError, UnsafeArchiveError
+from pybundle.fileindex import IndexReader
 from pybundle.installer.relocate import relocation_candidate
 from pybundle.installer.treewriter import SMALL_FILE_BYTES, FileRecord, TreeWriter
 from pybundle.tarstream import DIR, FILE, HARDLINK, SYMLINK, Chunk, TarMember, TarStream
@@ -145,6 +156,7 @@ def extract_archive(
     max_entries: int,
     record_files: bool = False,
     on_bytes: Callable[[int], None] | None = None,
+    file_index: IndexReader | None = None,
 ) -> ExtractStats:
     """Extract the archive read from ``stream`` into the existing, empty directory ``dest``.
 
@@ -158,22 +170,28 @@ def extract_archive(
     over-budget or unreadable member (the caller discards ``dest``), StorageError for
     file-system failures (ENOSPC, EROFS, EACCES). ``on_bytes``, when given, is called after
     each regular-file member with the bytes of regular-file members read so far (the quantity
-    the manifest's ``unpacked_size`` records).
+    the manifest's ``unpacked_size`` records). ``file_index``, when given, is walked in
+    lockstep with the archive (see the module docstring) and gives the recorded files their
+    sha256 instead of hashing them: any disagreement raises UnsafeArchiveError naming the
+    index line and the archive member. The caller must check the index's own sha256 (and the
+    archive's) before it uses the records.
     """
     prefix_parts = strip_prefix.split("/")
     stats = ExtractStats()
     try:
         with (
             InflateThread(stream, archive_format) as inflate,
-            TreeWriter(dest, record=record_files) as writer,
+            TreeWriter(dest, record=record_files, given_digests=file_index is not None) as writer,
         ):
             tar = TarStream(inflate.read_chunk, source)
-            extraction = _Extraction(tar, writer, stats, prefix_parts, source)
+            extraction = _Extraction(tar, writer, stats, prefix_parts, source, file_index)
             for member in tar:
                 extraction.member(member, max_bytes, max_entries)
                 if on_bytes is not None and member.kind == FILE:
                     on_bytes(stats.archive_bytes)
             extraction.check_links()
+            if file_index is not None:
+                file_index.finish(source)
         stats.records = writer.records  # complete once the writer is closed
     except UnsafeArchiveError:
         raise
@@ -196,8 +214,10 @@ class _Extraction:
         stats: ExtractStats,
         prefix_parts: list[str],
         source: str,
+        index: IndexReader | None = None,
     ) -> None:
         self.tar = tar
+        self.index = index
         self.writer = writer
         self.stats = stats
         self.prefix_parts = prefix_parts
@@ -223,6 +243,9 @@ class _Extraction:
                 )
         parts = _check_name(member.name, source)
         _check_type(member, source)
+        digest = None
+        if self.index is not None and member.kind == FILE:
+            digest = self.index.expect(member.name, member.size, source)
         prefix_parts = self.prefix_parts
         if parts[: len(prefix_parts)] != prefix_parts:
             stats.skipped += 1
@@ -232,7 +255,7 @@ class _Extraction:
             if member.kind != DIR:
                 raise UnsafeArchiveError(f"{source}: {member.name!r} should be a directory")
             return
-        self._write(member, rel_parts)
+        self._write(member, rel_parts, digest)
 
     def check_links(self) -> None:
         """A symlink may have been checked while a path it goes through did not exist yet;
@@ -264,7 +287,7 @@ class _Extraction:
                 kinds[parent] = "d"
                 self.stats.dirs += 1
 
-    def _write(self, member: TarMember, rel_parts: list[str]) -> None:
+    def _write(self, member: TarMember, rel_parts: list[str], digest: str | None) -> None:
         source = self.source
         kinds = self.kinds
         stats = self.stats
@@ -279,10 +302,14 @@ class _Extraction:
             if size <= SMALL_FILE_BYTES:
                 whole = self.tar.read_data()
                 self._note_candidate(rel, rel_parts, bytes(whole[:4]))
-                self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, whole)
+                self.writer.write_file(
+                    rel, _file_mode(member.mode), member.mtime_ns, size, whole, digest
+                )
             else:
                 pieces = self._noting(rel, rel_parts, self.tar.iter_data(STREAM_CHUNK))
-                self.writer.write_file(rel, _file_mode(member.mode), member.mtime_ns, size, pieces)
+                self.writer.write_file(
+                    rel, _file_mode(member.mode), member.mtime_ns, size, pieces, digest
+                )
             kinds[rel] = "f"
             stats.files += 1
             stats.bytes += size

@@ -39,6 +39,7 @@ from pybundle.errors import (
     StorageError,
     UsageError,
 )
+from pybundle.fileindex import IndexReader
 from pybundle.hashing import check_digest
 from pybundle.installer import layouts
 from pybundle.installer.extract import ExtractStats, extract_archive
@@ -260,7 +261,11 @@ def install_bundle(
             _check_writable(parent)
         _check_space(selected, destinations)
         # a self-installing file's carried wheels too: every listed member is what was signed
-        verify_archives(source, [*selected, *manifest.carried_files()], manifest)
+        verify_archives(
+            source,
+            [*selected, *manifest.index_files(selected), *manifest.carried_files()],
+            manifest,
+        )
         origin = BundleIdentity(
             bundle_id=manifest.bundle_id,
             serial=manifest.serial,
@@ -559,20 +564,38 @@ def _stage_one(
     try:
         os.chmod(staging, 0o755)
         max_bytes, max_entries = _budget(artifact)
-        with source.open_archive(artifact) as stream:
-            stats = extract_archive(
-                stream,
-                artifact.read_format,
-                artifact.strip_prefix,
-                staging,
-                source=where,
-                max_bytes=max_bytes,
-                max_entries=max_entries,
-                record_files=True,
-                on_bytes=on_bytes,
-            )
-            extracted = stream.finish()
-        check_digest(where, extracted, *artifact.read_digest)
+        ref = artifact.file_index
+        with contextlib.ExitStack() as opened:
+            index = None
+            if ref is not None:
+                index_stream = opened.enter_context(source.open_member(ref.member, ref.size))
+                index = IndexReader(
+                    index_stream,
+                    f"{source.path}: {ref.member}",
+                    max_lines=max_entries,
+                    max_size=max_bytes,
+                    max_bytes=ref.size,
+                )
+            with source.open_archive(artifact) as stream:
+                stats = extract_archive(
+                    stream,
+                    artifact.read_format,
+                    artifact.strip_prefix,
+                    staging,
+                    source=where,
+                    max_bytes=max_bytes,
+                    max_entries=max_entries,
+                    record_files=True,
+                    on_bytes=on_bytes,
+                    file_index=index,
+                )
+                extracted = stream.finish()
+            check_digest(where, extracted, *artifact.read_digest)
+            if ref is not None:
+                # the digests recorded came from the index: its bytes read are the signed ones
+                check_digest(
+                    f"{source.path}: {ref.member}", index_stream.finish(), ref.sha256, ref.size
+                )
         _check_counts(artifact, stats, where)
         # The tree's own sysconfigdata is authoritative; the manifest's record is a fallback.
         build_prefix = find_build_prefix(staging) or artifact.build_prefix
@@ -593,7 +616,9 @@ def _stage_one(
             layout=layout,
             installed_at=now_utc(),
             bundle=origin,
-            artifact=artifact,
+            # the file index belongs to the bundle, not to the install (and a receipt without
+            # it stays readable by a pybundle that predates file indexes)
+            artifact=replace(artifact, file_index=None),
             build_prefix=build_prefix,
             links=recorded,
             files=tuple(

@@ -7,7 +7,8 @@ SMALL_FILE_BYTES (larger ones are streamed in pieces, so memory stays flat), ``f
 when the umask would have changed the mode, ``futimens`` (nanoseconds) and ``close``.
 Optionally, a :class:`FileRecord` (path, mode, size, sha256) is kept per entry written; the
 sha256 of the content is computed on a background thread (:class:`_Hasher`) from the same
-bytes as they are written.
+bytes as they are written, unless the caller gives each file's digest (taken from a verified
+bundle's file index, :mod:`pybundle.fileindex`): then no hashing thread runs at all.
 """
 
 from __future__ import annotations
@@ -76,36 +77,43 @@ class TreeWriter:
     """Writes entries below ``dest`` (an existing directory) by relative path.
 
     Parents must exist (the caller creates directories first). With ``record`` true, every
-    entry written is appended to :attr:`records`. Raises OSError as the system calls do; use
-    as a context manager (it closes its directory descriptors).
+    entry written is appended to :attr:`records`, files with the sha256 of their content:
+    computed from the bytes written, or, with ``given_digests``, the one the caller passes to
+    :meth:`write_file` for every file (the caller vouches for it). Raises OSError as the
+    system calls do; use as a context manager (it closes its directory descriptors).
     """
 
-    def __init__(self, dest: Path, *, record: bool = False) -> None:
+    def __init__(self, dest: Path, *, record: bool = False, given_digests: bool = False) -> None:
         self._root = os.open(dest, _DIR_FLAGS)
         self._dirs: dict[str, int] = {}
         self._umask = current_umask()
         self.record = record
         self.records: list[FileRecord] = []
-        self._pending: list[tuple[str, str, int, int, int, str | None]] = []
-        self._hasher = _Hasher() if record else None
+        # the digest slot: an index into the hasher's digests, a given digest, or None
+        self._pending: list[tuple[str, str, int, int, int | str | None, str | None]] = []
+        self._hasher = _Hasher() if record and not given_digests else None
 
     def __enter__(self) -> TreeWriter:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is not None and self._hasher is not None:
-            self._hasher.finish(check=False)  # failing anyway: no records, no second error
-            self._hasher = None
+        if exc_type is not None:
+            if self._hasher is not None:
+                self._hasher.finish(check=False)  # failing anyway: no records, no second error
+                self._hasher = None
+            self._pending.clear()
         self.close()
 
     def close(self) -> None:
         """Close every directory descriptor; with ``record``, finish :attr:`records`."""
+        digests: dict[int, str] = {}
         if self._hasher is not None:
             hasher, self._hasher = self._hasher, None
             digests = hasher.finish()
+        if self._pending:
             by_path: dict[str, FileRecord] = {}
-            for path, kind, mode, size, index, target in self._pending:
-                digest = digests[index] if index >= 0 else None
+            for path, kind, mode, size, slot, target in self._pending:
+                digest = digests[slot] if isinstance(slot, int) else slot
                 if kind == "hardlink" and target in by_path:
                     old = by_path[target]
                     mode, size, digest = old.mode, old.size, old.sha256
@@ -140,49 +148,60 @@ class TreeWriter:
         if mode & ~self._umask != mode:
             os.chmod(name, mode, dir_fd=fd)
         if self.record:
-            self._pending.append((rel, "dir", mode, 0, -1, None))
+            self._pending.append((rel, "dir", mode, 0, None, None))
 
     def symlink(self, rel: str, target: str) -> None:
         """Create symlink ``rel`` -> ``target``."""
         fd, name = self._parent(rel)
         os.symlink(target, name, dir_fd=fd)
         if self.record:
-            self._pending.append((rel, "symlink", 0o777, 0, -1, target))
+            self._pending.append((rel, "symlink", 0o777, 0, None, target))
 
     def hardlink(self, rel: str, existing: str) -> None:
         """Create ``rel`` as a hard link to the regular file ``existing`` (written earlier)."""
         fd, name = self._parent(rel)
         os.link(existing, name, src_dir_fd=self._root, dst_dir_fd=fd, follow_symlinks=False)
         if self.record:
-            self._pending.append((rel, "hardlink", 0, 0, -1, existing))
+            self._pending.append((rel, "hardlink", 0, 0, None, existing))
 
     def write_file(
-        self, rel: str, mode: int, mtime_ns: int, size: int, data: Union[Data, Iterable[Data]]
+        self,
+        rel: str,
+        mode: int,
+        mtime_ns: int,
+        size: int,
+        data: Union[Data, Iterable[Data]],
+        digest: Optional[str] = None,
     ) -> None:
         """Create regular file ``rel`` (which must not exist) holding ``data``: one bytes-like
         object, or pieces of one (for large files); ``size`` is their total length. The file
-        gets exactly ``mode`` and the mtime (and atime) ``mtime_ns`` nanoseconds."""
+        gets exactly ``mode`` and the mtime (and atime) ``mtime_ns`` nanoseconds. ``digest``
+        (hex sha256 of ``data``) is recorded as is when the writer was made with
+        ``given_digests``."""
         fd_dir, name = self._parent(rel)
         fd = os.open(name, _FILE_FLAGS, mode, dir_fd=fd_dir)
         hasher = self._hasher
+        slot: int | str | None = digest
         try:
             if isinstance(data, (bytes, memoryview)):
                 _write_all(fd, data)
                 if hasher is not None:
-                    index = hasher.add(data)
+                    slot = hasher.add(data)
             else:
                 index = hasher.start() if hasher is not None else -1
                 for piece in data:
                     _write_all(fd, piece)
                     if hasher is not None:
                         hasher.more(index, piece)
+                if hasher is not None:
+                    slot = index
             if mode & ~self._umask != mode:
                 os.fchmod(fd, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
-        if hasher is not None:
-            self._pending.append((rel, "file", mode, size, index, None))
+        if self.record:
+            self._pending.append((rel, "file", mode, size, slot, None))
 
 
 class _Hasher:
