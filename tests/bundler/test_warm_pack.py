@@ -92,6 +92,29 @@ def test_an_entry_damaged_in_the_cache_is_fetched_again_and_the_bundle_is_the_go
     run_cli("verify", str(warm), "--trusted-key", str(public), check=True)
 
 
+def test_a_hit_whose_file_index_is_not_remembered_is_verified_before_it_is_indexed(
+    tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    """A cache from before file indexes (shape record, no index): the hit is not trusted, so a
+    damaged entry is fetched again before its index is measured, and the index remembered
+    and carried is the good archive's."""
+    secret, public = key_files
+    catalog = make_catalog(tmp_path / "catalog")
+    cache = tmp_path / "cache"
+    cold = build(catalog, cache, secret, tmp_path / "cold" / "py.pybundle", env=EPOCH)
+    damaged = cached(cache, VERSIONS[1])
+    key = damaged.name.split("-", 1)[0]
+    good_index = (cache / "shapes" / f"{key}.files").read_bytes()
+    (cache / "shapes" / f"{key}.files").unlink()
+    flip_middle_byte(damaged)
+    assert not Cache(cache).has_shape(key)
+    warm = build(catalog, cache, secret, tmp_path / "warm" / "py.pybundle", env=EPOCH)
+    assert sha256(warm) == sha256(cold)
+    assert (cache / "shapes" / f"{key}.files").read_bytes() == good_index
+    assert_only_verified(cache)
+    run_cli("verify", str(warm), "--trusted-key", str(public), check=True)
+
+
 def test_a_damaged_entry_whose_fresh_copy_is_bad_too_leaves_nothing(
     tmp_path: Path, key_files: tuple[Path, Path]
 ) -> None:
