@@ -1241,7 +1241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rev", help="measure a clean snapshot of src/ at this git revision")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.md/latest.json go")
     parser.add_argument(
-        "--only", help="run only these groups (comma list): compact, volumes, rss (checks a row runs)"
+        "--only",
+        help="run only these groups (comma list): compact, volumes, rss (checks a row runs)",
     )
     args = parser.parse_args(argv)
     if args.only and args.out == str(RESULTS):  # a partial run never replaces the results

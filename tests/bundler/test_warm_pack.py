@@ -251,3 +251,40 @@ def test_an_interrupted_pack_leaves_no_file_and_no_thread(tmp_path: Path) -> Non
     assert fired.is_set()
     assert list(out.parent.iterdir()) == []  # no bundle, no temporary file
     assert hashing_threads() == []
+
+
+def test_no_more_archives_are_measured_at_once_than_there_are_cpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Measuring (inflating) an archive is CPU-bound: with --jobs 4 on one CPU the downloads
+    run together but the measurements one at a time, and every archive is still measured."""
+    catalog_dir = make_catalog(tmp_path / "catalog")
+    entries = load_catalog(str(catalog_dir))
+    plan = make_plan(entries, Selection.parse([",".join(VERSIONS)], ["linux-x86_64"]))
+    cache = Cache(tmp_path / "cache")
+    running: list[int] = [0]
+    most: list[int] = [0]
+    lock = threading.Lock()
+    measure = Cache.shape
+
+    def slow_shape(self: Cache, *args: object, **kwargs: object) -> object:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.3)  # long enough for the other download to arrive meanwhile
+            return measure(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(Cache, "shape", slow_shape)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    results, _ = _download_all(plan, cache, 4, None)
+    assert len(results) == len(VERSIONS) and most[0] == 1
+    assert all(cache.has_shape(r.sha256) for r in results)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    most[0] = 0
+    cache2 = Cache(tmp_path / "cache2")
+    _download_all(plan, cache2, 4, None)
+    assert most[0] == len(VERSIONS)  # with CPUs to spare they do run together
